@@ -1,0 +1,328 @@
+package heartbeat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/registry"
+)
+
+// scripted is a registry whose calls fail as a test script says, to drive
+// the Keeper through failures a real registry produces only rarely. End to
+// end behaviour against the real sr-registry is tested in cmd/sr-wrapper.
+type scripted struct {
+	mu       sync.Mutex
+	ttl      time.Duration
+	createFn func(n int) error // n counts CreateSession calls from 1
+	regFn    func(n int) error
+	hbFn     func(n int) error
+	creates  int
+	regs     int
+	hbs      int
+	deregs   int
+	closed   []string
+	holder   string // session holding the service, "" if none
+	events   chan string
+}
+
+func (s *scripted) record(e string) {
+	select {
+	case s.events <- e:
+	default:
+	}
+}
+
+func (s *scripted) CreateSession(ctx context.Context, opts registry.SessionOptions) (registry.Session, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.creates++
+	if s.createFn != nil {
+		if err := s.createFn(s.creates); err != nil {
+			s.record("create-failed")
+			return nil, err
+		}
+	}
+	id := fmt.Sprintf("se%d", s.creates)
+	s.record("create " + id)
+	return &scriptedSession{r: s, id: id}, nil
+}
+func (s *scripted) Close() error   { return nil }
+func (s *scripted) String() string { return "scripted" }
+
+type scriptedSession struct {
+	r  *scripted
+	id string
+}
+
+func (ss *scriptedSession) ID() string         { return ss.id }
+func (ss *scriptedSession) TTL() time.Duration { return ss.r.ttl }
+func (ss *scriptedSession) Heartbeat(ctx context.Context) error {
+	s := ss.r
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.hbs++
+	if s.hbFn != nil {
+		if err := s.hbFn(s.hbs); err != nil {
+			s.record("heartbeat-failed")
+			return err
+		}
+	}
+	s.record("heartbeat " + ss.id)
+	return nil
+}
+func (ss *scriptedSession) Register(ctx context.Context, svc registry.Service) error {
+	s := ss.r
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.regs++
+	if s.regFn != nil {
+		if err := s.regFn(s.regs); err != nil {
+			s.record("register-failed")
+			return err
+		}
+	}
+	s.holder = ss.id
+	s.record("register " + ss.id)
+	return nil
+}
+func (ss *scriptedSession) Deregister(ctx context.Context, id string) error {
+	s := ss.r
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deregs++
+	s.holder = ""
+	s.record("deregister " + ss.id)
+	return nil
+}
+func (ss *scriptedSession) Close(ctx context.Context) error {
+	s := ss.r
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = append(s.closed, ss.id)
+	if s.holder == ss.id {
+		s.holder = ""
+	}
+	s.record("close " + ss.id)
+	return nil
+}
+
+func newScripted(ttl time.Duration) *scripted {
+	return &scripted{ttl: ttl, events: make(chan string, 1000)}
+}
+
+// waitFor reads events until want arrives, failing after a deadline.
+func waitFor(t *testing.T, s *scripted, want string) {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	for {
+		select {
+		case e := <-s.events:
+			if e == want {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("event %q did not happen", want)
+		}
+	}
+}
+
+var errDown = errors.New("connection refused")
+
+func permanent(msg string) error { return fmt.Errorf("%s: %w", msg, registry.ErrPermanent) }
+
+func runKeeper(t *testing.T, cfg Config) (k *Keeper, done <-chan error, cancel func()) {
+	t.Helper()
+	ctx, stop := context.WithCancel(context.Background())
+	k = New(cfg)
+	ch := make(chan error, 1)
+	finished := make(chan struct{})
+	go func() { ch <- k.Run(ctx); close(finished) }()
+	t.Cleanup(func() {
+		stop()
+		select {
+		case <-finished:
+		case <-time.After(10 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	return k, ch, stop
+}
+
+func TestRegistersAfterTransientFailures(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.createFn = func(n int) error {
+		if n <= 3 {
+			return errDown
+		}
+		return nil
+	}
+	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
+	waitFor(t, s, "register se4")
+}
+
+func TestRecoversLostSession(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.hbFn = func(n int) error {
+		if n == 1 {
+			return fmt.Errorf("heartbeat: 404: %w", registry.ErrSessionLost)
+		}
+		return nil
+	}
+	var mu sync.Mutex
+	var events []Event
+	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second},
+		OnEvent: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }})
+	waitFor(t, s, "register se1")
+	waitFor(t, s, "heartbeat-failed")
+	waitFor(t, s, "register se2")
+	mu.Lock()
+	defer mu.Unlock()
+	want := []Event{EventRegistered, EventSessionLost, EventRegistered}
+	if fmt.Sprint(events) != fmt.Sprint(want) {
+		t.Fatalf("events = %v, want %v", events, want)
+	}
+}
+
+func TestHeartbeatRetriesAtOnceThenKeepsSession(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.hbFn = func(n int) error {
+		if n == 1 || n == 2 {
+			return errDown
+		}
+		return nil
+	}
+	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
+	waitFor(t, s, "heartbeat se1")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.creates != 1 {
+		t.Fatalf("a heartbeat that recovered within the timeout made %d sessions, want 1", s.creates)
+	}
+}
+
+func TestHeartbeatsFailingForAWholeTimeoutMakeANewSession(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.hbFn = func(n int) error { return errDown }
+	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
+	waitFor(t, s, "register se1")
+	waitFor(t, s, "close se1") // the abandoned session is freed before the new one
+	waitFor(t, s, "register se2")
+}
+
+func TestServiceExistsRetriesUntilFree(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.regFn = func(n int) error {
+		if n <= 2 {
+			return fmt.Errorf("400 serviceWithThisIdExists: %w", registry.ErrServiceExists)
+		}
+		return nil
+	}
+	_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, AbortOnFailure: true})
+	waitFor(t, s, "register se1")
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v", err)
+	default:
+	}
+}
+
+func TestGivingUp(t *testing.T) {
+	tests := []struct {
+		name     string
+		abort    bool
+		retries  int
+		createFn func(int) error
+		wantGave bool
+	}{
+		{name: "permanent error with abort", abort: true, createFn: func(int) error { return permanent("403 forbiddenError") }, wantGave: true},
+		{name: "retries used up with abort", abort: true, retries: 3, createFn: func(int) error { return errDown }, wantGave: true},
+		{name: "one timeout without success with abort", abort: true, createFn: func(int) error { return errDown }, wantGave: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newScripted(3 * time.Second)
+			s.createFn = tt.createFn
+			_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"},
+				Session: registry.SessionOptions{TTL: 3 * time.Second}, AbortOnFailure: tt.abort, Retries: tt.retries})
+			select {
+			case err := <-done:
+				if !errors.Is(err, ErrGaveUp) {
+					t.Fatalf("Run = %v, want ErrGaveUp", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Fatal("Run did not give up")
+			}
+		})
+	}
+}
+
+func TestWithoutAbortNeverGivesUpOnPermanentErrors(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.createFn = func(n int) error {
+		if n <= 3 {
+			return permanent("400 limitReached")
+		}
+		return nil
+	}
+	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
+	waitFor(t, s, "register se4")
+}
+
+func TestRetriesWithoutAbortStopsTryingButRunKeepsGoing(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.createFn = func(int) error { return errDown }
+	_, done, cancel := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, Retries: 2})
+	waitFor(t, s, "create-failed")
+	waitFor(t, s, "create-failed")
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v before cancel", err)
+	case e := <-s.events:
+		t.Fatalf("unexpected %q after giving up", e)
+	case <-time.After(1500 * time.Millisecond): // longer than the largest backoff step so far
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run = %v after cancel, want nil", err)
+	}
+}
+
+func TestHealthAddsAndRemovesServiceKeepingSession(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	k, _, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, StartUnhealthy: true})
+	waitFor(t, s, "create se1")
+	k.SetHealthy(true)
+	waitFor(t, s, "register se1")
+	k.SetHealthy(false)
+	waitFor(t, s, "deregister se1")
+	k.SetHealthy(true)
+	waitFor(t, s, "register se1")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.creates != 1 {
+		t.Fatalf("health changes made %d sessions, want 1", s.creates)
+	}
+}
+
+func TestCloseEndsSession(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
+	k := New(Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
+	done := make(chan error, 1)
+	go func() { done <- k.Run(ctx) }()
+	waitFor(t, s, "register se1")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := k.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s.holder != "" {
+		t.Fatalf("service still held by %s after Close", s.holder)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -110,6 +111,8 @@ type Keeper struct {
 	healthMu sync.Mutex
 	healthy  bool
 	healthCh chan struct{} // signalled when healthy changes
+
+	sessionID atomic.Pointer[string] // for other goroutines' log lines
 
 	// The fields below are owned by Run's goroutine, then by Close.
 	sess       registry.Session
@@ -284,7 +287,7 @@ func (k *Keeper) createSession(ctx context.Context) error {
 		return k.failed("create session", err)
 	}
 	now := time.Now()
-	k.sess = sess
+	k.setSession(sess)
 	k.registered = false
 	k.deadline = now.Add(sess.TTL())
 	k.nextHeartbeat = now.Add(k.heartbeatInterval())
@@ -411,7 +414,7 @@ func (k *Keeper) giveUp(err error) error {
 // at once.
 func (k *Keeper) lost(op string, err error) {
 	k.logger().Warn("session lost; creating a new session and registering again", zap.String("during", op), zap.Error(err))
-	k.sess = nil
+	k.setSession(nil)
 	k.registered = false
 	k.nextAttempt = time.Now()
 	k.emit(EventSessionLost)
@@ -474,17 +477,27 @@ func (k *Keeper) Close(ctx context.Context) error {
 			errs = append(errs, fmt.Errorf("end session %s: %w", s.ID(), err))
 		}
 	}
-	k.sess, k.abandoned, k.registered = nil, nil, false
+	k.setSession(nil)
+	k.abandoned, k.registered = nil, false
 	return errors.Join(errs...)
 }
 
-// SessionID is the current session's id, or "" without one. Call it from
-// Run's goroutine (OnEvent) or after Run has returned.
-func (k *Keeper) SessionID() string {
-	if k.sess == nil {
-		return ""
+func (k *Keeper) setSession(s registry.Session) {
+	k.sess = s
+	id := ""
+	if s != nil {
+		id = s.ID()
 	}
-	return k.sess.ID()
+	k.sessionID.Store(&id)
+}
+
+// SessionID is the current session's id, or "" without one. It is safe to
+// call from any goroutine.
+func (k *Keeper) SessionID() string {
+	if p := k.sessionID.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 func jitter(d time.Duration) time.Duration {

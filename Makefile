@@ -1,0 +1,60 @@
+# sr-wrapper — the commands that matter are `make demo` and `make test`.
+
+GO        ?= go
+BIN       := bin
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT    ?= $(shell git rev-parse --short HEAD 2>/dev/null || echo unknown)
+DATE      ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+PKG       := github.com/sr-wrapper/sr-wrapper
+LDFLAGS   := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/internal/buildinfo.commit=$(COMMIT) -X $(PKG)/internal/buildinfo.date=$(DATE)
+CMDS      := sr-wrapper sr-registry srctl
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: all build demo test test-deps lint unit fuzz bench release clean
+
+all: build
+
+build:
+	@mkdir -p $(BIN)
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ $(addprefix ./cmd/,$(CMDS))
+
+# A registry, a wrapper around a real program, the service appearing and
+# disappearing. Needs nothing but Go.
+demo: build
+	./scripts/demo.sh
+
+# Everything CI runs: system packages the integration tests need, lint, and
+# every test with the race detector.
+test: test-deps lint unit
+
+test-deps:
+	./scripts/test-deps.sh
+
+lint:
+	@out=$$(gofmt -l . | grep -v '^testdata/fuzz' || true); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./... ./testdata/fakeproc
+	$(GO) run $(STATICCHECK) ./... ./testdata/fakeproc
+
+unit:
+	$(GO) test -race -count=1 -timeout 30m ./...
+
+# Short fuzzing runs of every parser that reads outside input.
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyValues$$' -fuzztime $(FUZZTIME) ./internal/cli
+	$(GO) test -run '^$$' -fuzz '^FuzzParseTags$$' -fuzztime $(FUZZTIME) ./internal/cli
+
+bench:
+	./scripts/bench.sh
+
+release:
+	@mkdir -p dist
+	for arch in amd64 arm64; do \
+	  for cmd in $(CMDS); do \
+	    CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/$$cmd-linux-$$arch ./cmd/$$cmd || exit 1; \
+	  done; \
+	done
+	cd dist && sha256sum * > SHA256SUMS
+
+clean:
+	rm -rf $(BIN) dist

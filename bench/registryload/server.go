@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server"
+)
+
+// serverHandle is the server under load, in this process or in a child.
+type serverHandle struct {
+	addr string
+	// heap returns the server's live heap after two GCs.
+	heap func() (uint64, error)
+	stop func() error
+}
+
+// heapAfterGC returns the live heap after two collections (the second
+// empties the sync.Pools the first only moved aside).
+func heapAfterGC() uint64 {
+	var ms runtime.MemStats
+	runtime.GC()
+	runtime.GC()
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// serve starts a dev-mode server with a temporary data dir on a loopback
+// port.
+func serve(sessionLimit int) (addr string, stop func() error, err error) {
+	dir, err := os.MkdirTemp("", "registryload-")
+	if err != nil {
+		return "", nil, err
+	}
+	srv, err := server.New(server.Config{Dev: true, DataDir: dir, Limits: api.ResourceLimits{Session: sessionLimit}})
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		srv.Close()
+		os.RemoveAll(dir)
+		return "", nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, l) }()
+	return l.Addr().String(), func() error {
+		cancel()
+		err := <-done
+		return errors.Join(err, os.RemoveAll(dir))
+	}, nil
+}
+
+func startInProcess(sessionLimit int) (serverHandle, error) {
+	addr, stop, err := serve(sessionLimit)
+	if err != nil {
+		return serverHandle{}, err
+	}
+	return serverHandle{addr: addr, heap: func() (uint64, error) { return heapAfterGC(), nil }, stop: stop}, nil
+}
+
+// startChild re-executes this program as the server (-child-server). The
+// child prints "addr HOST:PORT", answers each "mem" line on its stdin with
+// "mem HEAPALLOC", and shuts down gracefully when its stdin closes.
+func startChild(sessionLimit, procs int) (serverHandle, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return serverHandle{}, err
+	}
+	cmd := exec.Command(exe, "-child-server", "-child-session-limit", strconv.Itoa(sessionLimit))
+	cmd.Stderr = os.Stderr
+	if procs != 0 {
+		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
+	}
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return serverHandle{}, err
+	}
+	outPipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return serverHandle{}, err
+	}
+	if err := cmd.Start(); err != nil {
+		return serverHandle{}, fmt.Errorf("start server child: %w", err)
+	}
+	out := bufio.NewReader(outPipe)
+	line, err := out.ReadString('\n')
+	addr, ok := strings.CutPrefix(strings.TrimSpace(line), "addr ")
+	if err != nil || !ok {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return serverHandle{}, fmt.Errorf("server child did not report its address: %q %v", line, err)
+	}
+	heap := func() (uint64, error) {
+		if _, err := io.WriteString(in, "mem\n"); err != nil {
+			return 0, err
+		}
+		line, err := out.ReadString('\n')
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "mem ")
+		if err != nil || !ok {
+			return 0, fmt.Errorf("server child memory: %q %v", line, err)
+		}
+		return strconv.ParseUint(v, 10, 64)
+	}
+	stop := func() error {
+		in.Close()
+		return cmd.Wait()
+	}
+	return serverHandle{addr: addr, heap: heap, stop: stop}, nil
+}
+
+// runChild is the server child process.
+func runChild(o options) error {
+	addr, stop, err := serve(o.childMax)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("addr %s\n", addr)
+	sc := bufio.NewScanner(os.Stdin)
+	for sc.Scan() {
+		if sc.Text() == "mem" {
+			fmt.Printf("mem %d\n", heapAfterGC())
+		}
+	}
+	return stop()
+}

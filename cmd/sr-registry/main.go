@@ -1,0 +1,145 @@
+// Command sr-registry serves the Service Registry API v1.0 (sessions
+// edition) and its identity endpoint, so that sr-wrapper and the old
+// clients of the hosted service run against a local, durable registry.
+// The server itself is internal/server; this is flags, logging and wiring.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"syscall"
+
+	"github.com/alecthomas/kong"
+	"go.uber.org/zap"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/logging"
+	"github.com/sr-wrapper/sr-wrapper/internal/server"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitError = 1
+	exitUsage = 2
+)
+
+type flags struct {
+	Listen      string           `default:"127.0.0.1:8181" help:"Address to serve on (port 0 picks a free port; the log says which)."`
+	DataDir     string           `placeholder:"DIR" help:"Directory of the durable state; created if missing. Default: $XDG_DATA_HOME/sr-registry or ~/.local/share/sr-registry."`
+	Dev         bool             `help:"Development mode: accept any username and API key; each username is its own tenant."`
+	Credentials string           `placeholder:"FILE" help:"Accounts that may authenticate: lines of 'username api-key tenant'."`
+	LogFormat   string           `default:"auto" enum:"auto,json,console" help:"Log format: auto (console on a terminal, else JSON), json or console."`
+	LogLevel    string           `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
+	Version     kong.VersionFlag `help:"Print the version and exit."`
+}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// kongExit carries the exit code of --help and --version out of kong,
+// which would otherwise call os.Exit in the middle of parsing.
+type kongExit int
+
+func run(args []string, stdout, stderr io.Writer) (code int) {
+	defer func() {
+		if v := recover(); v != nil {
+			e, ok := v.(kongExit)
+			if !ok {
+				panic(v)
+			}
+			code = int(e)
+		}
+	}()
+	var f flags
+	parser, err := kong.New(&f,
+		kong.Name("sr-registry"),
+		kong.Description("A local, durable Service Registry API v1.0 server with its identity endpoint."),
+		kong.Vars{"version": version()},
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { panic(kongExit(code)) }),
+	)
+	if err != nil {
+		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
+		return exitError
+	}
+	if _, err := parser.Parse(args); err != nil {
+		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
+		return exitUsage
+	}
+	if !f.Dev && f.Credentials == "" {
+		fmt.Fprintln(stderr, "sr-registry: refusing to start: nobody could authenticate. "+
+			"Give --dev (any username and API key, for local use) or --credentials FILE (the accounts allowed).")
+		return exitUsage
+	}
+	log, err := logging.New(logging.Options{Format: f.LogFormat, Level: f.LogLevel, Output: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
+		return exitUsage
+	}
+	defer func() { _ = log.Sync() }()
+
+	cfg := server.Config{Dev: f.Dev, DataDir: f.DataDir, Logger: log}
+	if f.Credentials != "" {
+		if cfg.Credentials, err = server.LoadCredentials(f.Credentials); err != nil {
+			fmt.Fprintf(stderr, "sr-registry: --credentials: %v\n", err)
+			return exitUsage
+		}
+	}
+	if cfg.DataDir == "" {
+		if cfg.DataDir, err = server.DefaultDataDir(); err != nil {
+			fmt.Fprintf(stderr, "sr-registry: --data-dir not given and %v\n", err)
+			return exitUsage
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	if err := serve(ctx, f.Listen, cfg, log); err != nil {
+		log.Error("sr-registry failed", zap.Error(err))
+		return exitError
+	}
+	log.Info("stopped")
+	return exitOK
+}
+
+func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger) error {
+	srv, err := server.New(cfg)
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return errors.Join(fmt.Errorf("listen on %s: %w", addr, err), srv.Close())
+	}
+	actual := l.Addr().String()
+	log.Info("listening",
+		zap.String("addr", actual),
+		zap.String("url", "http://"+actual+"/v1.0"),
+		zap.String("auth_url", "http://"+actual+"/v2.0"),
+		zap.String("data_dir", cfg.DataDir),
+		zap.Bool("dev", cfg.Dev),
+		zap.Int("accounts", len(cfg.Credentials)))
+	return srv.Serve(ctx, l)
+}
+
+// version is the module version and VCS revision recorded in the binary.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "sr-registry (unknown version)"
+	}
+	v := "sr-registry " + bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			v += " " + s.Value
+		}
+	}
+	return v + " " + bi.GoVersion
+}

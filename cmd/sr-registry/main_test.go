@@ -1,0 +1,46 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestUsage(t *testing.T) {
+	dir := t.TempDir()
+	creds := filepath.Join(dir, "creds")
+	if err := os.WriteFile(creds, []byte("alice key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"neither dev nor credentials", []string{"--data-dir", dir}, exitUsage, "", "refusing to start"},
+		{"unknown flag", []string{"--dev", "--bogus"}, exitUsage, "", "unknown flag --bogus"},
+		{"bad log level", []string{"--dev", "--log-level", "loud"}, exitUsage, "", "--log-level"},
+		{"bad log format", []string{"--dev", "--log-format", "xml"}, exitUsage, "", "--log-format"},
+		{"missing credentials file", []string{"--credentials", filepath.Join(dir, "none")}, exitUsage, "", "--credentials"},
+		{"malformed credentials file", []string{"--credentials", creds}, exitUsage, "", "want 3 fields"},
+		{"version", []string{"--version"}, exitOK, "sr-registry", ""},
+		{"help", []string{"--help"}, exitOK, "--data-dir", ""},
+		{"listen fails", []string{"--dev", "--data-dir", dir, "--listen", "256.0.0.1:1", "--log-format", "json"}, exitError, "", "listen on 256.0.0.1:1"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			code := run(tc.args, &stdout, &stderr)
+			if code != tc.code {
+				t.Fatalf("exit code %d, want %d; stderr %s", code, tc.code, stderr.String())
+			}
+			if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", stdout.String(), tc.stdout, stderr.String(), tc.stderr)
+			}
+		})
+	}
+}

@@ -1,0 +1,89 @@
+package cli
+
+import (
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/alecthomas/kong"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
+)
+
+const wrapperDescription = `Run COMMAND as a child and keep it registered in a service registry for
+exactly as long as it lives: the child starts at once, the service is
+registered beside it and heartbeated, signals are forwarded, and when the
+child exits the service is deregistered and the child's exit status returned.
+
+Example:
+  sr-wrapper --id=web1 --tags=http,apache --metadata=port=80 \
+    --username=ops --api-key-file=/etc/sr/key -- /usr/sbin/apache2ctl -DFOREGROUND
+
+Exit status: the child's; 128+N if signal N killed it; 2 usage error;
+100 --abort-on-failure gave up; 126 COMMAND not executable; 127 not found.`
+
+// ErrExit is returned by the parse functions when the command line asked
+// for output rather than a run (--help, --version); the caller exits with
+// the given status.
+type ErrExit struct{ Code int }
+
+func (e *ErrExit) Error() string { return fmt.Sprintf("exit %d", e.Code) }
+
+// ParseWrapper parses sr-wrapper's arguments (without the program name).
+// Help and version go to stdout and come back as *ErrExit with status 0;
+// any usage error is returned as an error whose text names the flag and
+// the rule, for the caller to print and exit with ExitUsage.
+func ParseWrapper(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*WrapperConfig, error) {
+	var w struct {
+		Wrapper `embed:""`
+		Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
+	}
+	if _, err := parse(&w, "sr-wrapper", wrapperDescription, args, version, stdout, stderr); err != nil {
+		return nil, err
+	}
+	return w.Wrapper.Config(getenv)
+}
+
+// parse runs kong over args into target, turning kong's exits into ErrExit.
+func parse(target any, name, description string, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
+	exitCode := -1
+	parser, err := kong.New(target,
+		kong.Name(name),
+		kong.Description(description),
+		kong.Writers(stdout, stderr),
+		kong.Exit(func(code int) { exitCode = code; panic(exitSentinel{}) }),
+		kong.Vars{
+			"version":          version.String(),
+			"default_registry": srapi.DefaultRegistryURL,
+		},
+		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: false}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("build %s's command line: %w", name, err)
+	}
+	var ctx *kong.Context
+	func() {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(exitSentinel); !ok {
+					panic(r)
+				}
+			}
+		}()
+		ctx, err = parser.Parse(args)
+	}()
+	if exitCode >= 0 {
+		return nil, &ErrExit{Code: exitCode}
+	}
+	if err != nil {
+		var pe *kong.ParseError
+		if errors.As(err, &pe) {
+			return nil, errors.New(pe.Error())
+		}
+		return nil, err
+	}
+	return ctx, nil
+}
+
+type exitSentinel struct{}

@@ -1,0 +1,166 @@
+package cli
+
+import (
+	"fmt"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/logging"
+	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+)
+
+// Wrapper is sr-wrapper's command line. Flag names, short names and
+// meanings of the Node.js service-registry-wrapper are kept, so that an
+// existing unit file works unchanged.
+type Wrapper struct {
+	ID              string   `name:"id" required:"" placeholder:"ID" help:"Service id to register, unique in the account: 3..65 of a-z 0-9 _ - . (required)."`
+	Tags            []string `name:"tags" short:"t" sep:"none" placeholder:"TAG,..." help:"Comma-separated service tags (at most 10, 1..55 characters each); repeatable. Escape a comma in a tag as \\,."`
+	Metadata        []string `name:"metadata" short:"m" sep:"none" placeholder:"KEY=VALUE,..." help:"Comma-separated service metadata (at most 20 entries, 1..255 characters each); repeatable."`
+	SessionMetadata []string `name:"session-metadata" sep:"none" placeholder:"KEY=VALUE,..." help:"Comma-separated session metadata, same rules as --metadata; repeatable."`
+	Interval        int      `name:"interval" short:"i" default:"30" placeholder:"SECONDS" help:"Heartbeat timeout of the session in seconds, 3..30: the service disappears this long after the wrapper stops heartbeating. Default: ${default}."`
+	AbortOnFailure  bool     `name:"abort-on-failure" help:"Stop the child (stop signal, grace, KILL) and exit 100 when registration fails for good or a lost session cannot be recovered. Without it, registry failures never stop the child."`
+	Retries         int      `name:"retries" default:"0" placeholder:"N" help:"Give up registering after N failed attempts in a row (0: never give up)."`
+
+	Connection `embed:""`
+
+	StopSignal  string        `name:"stop-signal" default:"TERM" placeholder:"SIGNAL" help:"Signal that asks the child to stop gracefully, sent instead of TERM (Apache: WINCH, nginx: QUIT). Default: ${default}."`
+	StopTimeout time.Duration `name:"stop-timeout" default:"10s" placeholder:"DURATION" help:"How long the child may take to exit after the stop signal before its process group gets SIGKILL. Default: ${default}."`
+	DrainDelay  time.Duration `name:"drain-delay" default:"0s" placeholder:"DURATION" help:"On TERM/INT/QUIT, deregister first, wait this long for clients to move away, then forward the signal. 0: deregister and forward at once."`
+	SignalGroup bool          `name:"signal-group" help:"Forward signals to the child's whole process group instead of the child alone."`
+	Subreaper   bool          `name:"subreaper" help:"Adopt and reap orphaned descendants (PR_SET_CHILD_SUBREAPER), as PID 1 always does."`
+
+	LogFormat string `name:"log-format" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (json unless stderr is a terminal)."`
+	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Minimum level of log lines."`
+
+	Command []string `arg:"" optional:"" name:"command" passthrough:"" placeholder:"COMMAND [ARGS...]" help:"The program to run and its arguments. Put -- before it when it takes flags of its own."`
+}
+
+// Exit statuses of the wrapper itself. Everything else is the child's.
+const (
+	ExitUsage            = 2
+	ExitAbort            = 100
+	ExitNotExecutable    = 126
+	ExitCommandNotFound  = 127
+	ExitSignalBase       = 128
+	DefaultInterval      = 30
+	DefaultStopTimeout   = 10 * time.Second
+	maxStopTimeout       = 24 * time.Hour
+	maxDrainDelay        = time.Hour
+)
+
+// WrapperConfig is a validated Wrapper command line.
+type WrapperConfig struct {
+	Service         api.Service // ID, Tags, Metadata (SessionID empty)
+	SessionMetadata map[string]string
+	TTL             time.Duration
+	AbortOnFailure  bool
+	Retries         int
+
+	Connection *ResolvedConnection
+
+	StopSignal  syscall.Signal
+	StopTimeout time.Duration
+	DrainDelay  time.Duration
+	SignalGroup bool
+	Subreaper   bool
+
+	Log logging.Options
+
+	Command []string
+}
+
+// Config validates the command line and returns the configuration, or an
+// error whose text names the flag and the rule it breaks.
+func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if err := api.ValidateServiceID(w.ID); err != nil {
+		return nil, fmt.Errorf("--id: %w", ruleOf(err))
+	}
+	tags, err := ParseTags(w.Tags)
+	if err != nil {
+		return nil, fmt.Errorf("--tags: %w", err)
+	}
+	if err := api.ValidateTags(tags); err != nil {
+		return nil, fmt.Errorf("--tags: %w", err)
+	}
+	md, err := ParseKeyValues(w.Metadata)
+	if err != nil {
+		return nil, fmt.Errorf("--metadata: %w", err)
+	}
+	if err := api.ValidateMetadata("metadata", md); err != nil {
+		return nil, fmt.Errorf("--metadata: %w", err)
+	}
+	smd, err := ParseKeyValues(w.SessionMetadata)
+	if err != nil {
+		return nil, fmt.Errorf("--session-metadata: %w", err)
+	}
+	if err := api.ValidateMetadata("session metadata", smd); err != nil {
+		return nil, fmt.Errorf("--session-metadata: %w", err)
+	}
+	if err := api.ValidateHeartbeatTimeout(w.Interval); err != nil {
+		return nil, fmt.Errorf("--interval: must be between %d and %d seconds, got %d",
+			api.MinHeartbeatTimeout, api.MaxHeartbeatTimeout, w.Interval)
+	}
+	if w.Retries < 0 {
+		return nil, fmt.Errorf("--retries: must be 0 (never give up) or more, got %d", w.Retries)
+	}
+	conn, err := w.Connection.Resolve(getenv)
+	if err != nil {
+		return nil, err
+	}
+	sig, err := signals.Parse(w.StopSignal)
+	if err != nil {
+		return nil, fmt.Errorf("--stop-signal: %w", err)
+	}
+	if w.StopTimeout <= 0 || w.StopTimeout > maxStopTimeout {
+		return nil, fmt.Errorf("--stop-timeout: must be more than 0 and at most %s, got %s", maxStopTimeout, w.StopTimeout)
+	}
+	if w.DrainDelay < 0 || w.DrainDelay > maxDrainDelay {
+		return nil, fmt.Errorf("--drain-delay: must be between 0 and %s, got %s", maxDrainDelay, w.DrainDelay)
+	}
+	logOpts := logging.Options{Format: w.LogFormat, Level: w.LogLevel}
+	if conn.Debug {
+		logOpts.Level = "debug"
+	}
+	if err := logging.ValidateOptions(logOpts); err != nil {
+		return nil, err
+	}
+	command := w.Command
+	if len(command) > 0 && command[0] == "--" {
+		// kong's passthrough keeps the separator.
+		command = command[1:]
+	}
+	if len(command) == 0 || command[0] == "" {
+		return nil, fmt.Errorf("COMMAND: missing; usage: sr-wrapper [flags] [--] COMMAND [ARGS...]")
+	}
+	return &WrapperConfig{
+		Service:         api.Service{ID: w.ID, Tags: tags, Metadata: md},
+		SessionMetadata: smd,
+		TTL:             time.Duration(w.Interval) * time.Second,
+		AbortOnFailure:  w.AbortOnFailure,
+		Retries:         w.Retries,
+		Connection:      conn,
+		StopSignal:      sig,
+		StopTimeout:     w.StopTimeout,
+		DrainDelay:      w.DrainDelay,
+		SignalGroup:     w.SignalGroup,
+		Subreaper:       w.Subreaper,
+		Log:             logOpts,
+		Command:         command,
+	}, nil
+}
+
+// ruleOf drops the field name from an API validation error, for messages
+// that name the flag instead.
+func ruleOf(err error) error {
+	var ve *api.ValidationError
+	if e, ok := err.(*api.ValidationError); ok {
+		ve = e
+		return fmt.Errorf("%s", ve.Rule)
+	}
+	return err
+}

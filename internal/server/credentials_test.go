@@ -1,0 +1,105 @@
+package server_test
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/server"
+)
+
+func TestLoadCredentials(t *testing.T) {
+	tests := []struct {
+		name    string
+		content string
+		want    []server.Credential
+		err     string
+	}{
+		{
+			name:    "accounts, comments and blank lines",
+			content: "# user key tenant\n\nalice  k1\t100001\n  bob k2 100001  \n",
+			want: []server.Credential{
+				{Username: "alice", APIKey: "k1", Tenant: "100001"},
+				{Username: "bob", APIKey: "k2", Tenant: "100001"},
+			},
+		},
+		{name: "missing field", content: "alice k1\n", err: ":1: want 3 fields"},
+		{name: "extra field", content: "# c\nalice k1 t1 x\n", err: ":2: want 3 fields"},
+		{name: "duplicate user", content: "alice k1 t1\nalice k2 t2\n", err: `username "alice" already defined on line 1`},
+		{name: "tenant with slash", content: "alice k1 a/b\n", err: "tenant"},
+		{name: "tenant dot-dot", content: "alice k1 ..\n", err: "tenant"},
+		{name: "empty", content: "# nothing\n", err: "no accounts"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "creds")
+			if err := os.WriteFile(path, []byte(tc.content), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			got, err := server.LoadCredentials(path)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err %v, want it to contain %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil || !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %+v, %v; want %+v", got, err, tc.want)
+			}
+		})
+	}
+	if _, err := server.LoadCredentials(filepath.Join(t.TempDir(), "missing")); err == nil {
+		t.Fatal("missing file: no error")
+	}
+}
+
+func TestNewRefusesWithoutAWayToAuthenticate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  server.Config
+		err  string
+	}{
+		{"no data dir", server.Config{Dev: true}, "data dir"},
+		{"neither dev nor credentials", server.Config{DataDir: t.TempDir()}, "dev mode or give credentials"},
+		{"empty api key", server.Config{DataDir: t.TempDir(), Credentials: []server.Credential{{Username: "a", Tenant: "t"}}}, "must not be empty"},
+		{"bad tenant", server.Config{DataDir: t.TempDir(), Credentials: []server.Credential{{Username: "a", APIKey: "k", Tenant: "a b"}}}, "tenant"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := server.New(tc.cfg)
+			if err == nil {
+				s.Close()
+				t.Fatal("New succeeded")
+			}
+			if !strings.Contains(err.Error(), tc.err) {
+				t.Fatalf("err %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
+func TestSecondServerOnTheSameDataDirFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	s, err := server.New(server.Config{Dev: true, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s2, err := server.New(server.Config{Dev: true, DataDir: dir})
+	if err == nil {
+		s2.Close()
+		t.Fatal("second server on the same data dir started")
+	}
+	if !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestDevTenantIDIsStableDigits(t *testing.T) {
+	a, b := server.DevTenantID("alice"), server.DevTenantID("alice")
+	if a != b || len(a) != 10 || strings.Trim(a, "0123456789") != "" || a == server.DevTenantID("bob") {
+		t.Fatalf("DevTenantID: %q %q %q", a, b, server.DevTenantID("bob"))
+	}
+}

@@ -1,0 +1,214 @@
+package server
+
+import (
+	"container/heap"
+	"context"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+)
+
+// expirer holds one min-heap entry per live session, keyed by the deadline
+// the session had when the entry was pushed. Heartbeats only move the
+// session's deadline forward in memory and never touch the heap: when an
+// entry comes due and the session's real deadline is later, the entry is
+// pushed again with it. So a heartbeat costs O(1) and the heap costs
+// O(log n) once per timeout per session, whatever the heartbeat rate. When
+// a deadline moves earlier (PUT with a smaller heartbeat_timeout) a new
+// entry is pushed; session.queued names the current entry, older ones are
+// dropped when they surface.
+type expirer struct {
+	mu   sync.Mutex
+	h    expiryHeap
+	wake chan struct{}
+}
+
+type expiryEntry struct {
+	deadline int64
+	sess     *session
+}
+
+type expiryHeap []expiryEntry
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = expiryEntry{}
+	*h = old[:len(old)-1]
+	return e
+}
+
+func newExpirer() *expirer {
+	return &expirer{wake: make(chan struct{}, 1)}
+}
+
+// push queues sess for its current deadline. The tenant's mu must be held
+// (it guards sess.queued).
+func (e *expirer) push(sess *session) {
+	sess.queued = sess.deadline
+	e.mu.Lock()
+	heap.Push(&e.h, expiryEntry{deadline: sess.deadline, sess: sess})
+	first := e.h[0].sess == sess && e.h[0].deadline == sess.deadline
+	e.mu.Unlock()
+	if first {
+		select {
+		case e.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// popDue removes and returns the entries due at now.
+func (e *expirer) popDue(now int64, buf []expiryEntry) []expiryEntry {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for len(e.h) > 0 && e.h[0].deadline <= now {
+		buf = append(buf, heap.Pop(&e.h).(expiryEntry))
+	}
+	return buf
+}
+
+// next returns how long until the first entry is due, or a long wait when
+// the heap is empty (a push wakes the loop anyway).
+func (e *expirer) next(now int64) time.Duration {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if len(e.h) == 0 {
+		return time.Hour
+	}
+	return time.Duration(e.h[0].deadline - now)
+}
+
+// runExpiry expires sessions on time until stop is closed.
+func (s *Server) runExpiry(stop <-chan struct{}) {
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	var buf []expiryEntry
+	for {
+		now := s.mono()
+		buf = s.exp.popDue(now, buf[:0])
+		if len(buf) > 0 {
+			s.expireDue(buf, now)
+			clear(buf)
+			continue // expiring took time: look again before sleeping
+		}
+		d := s.exp.next(now)
+		if d < time.Millisecond {
+			d = time.Millisecond
+		}
+		timer.Reset(d)
+		select {
+		case <-timer.C:
+		case <-s.exp.wake:
+			if !timer.Stop() {
+				<-timer.C
+			}
+		case <-stop:
+			return
+		}
+	}
+}
+
+// expireDue handles the due entries, grouped by tenant: each tenant's
+// expired sessions are removed in one transaction, and tenants are handled
+// concurrently so that their transactions share fsyncs. A mass expiry of
+// thousands of sessions therefore still finishes well within a second.
+func (s *Server) expireDue(due []expiryEntry, now int64) {
+	byTenant := map[*tenant][]expiryEntry{}
+	for _, e := range due {
+		byTenant[e.sess.t] = append(byTenant[e.sess.t], e)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 64)
+	for t, entries := range byTenant {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			s.expireTenant(t, entries, now)
+		}()
+	}
+	wg.Wait()
+}
+
+func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+
+	type expired struct {
+		sess     *session
+		services []api.Service
+	}
+	var victims []expired
+	t.mu.Lock()
+	for _, e := range entries {
+		sess := e.sess
+		switch {
+		case sess.gone, e.deadline != sess.queued:
+			// Deleted meanwhile, or a stale entry superseded by a newer one.
+		case sess.deadline > now:
+			s.exp.push(sess) // heartbeated since: wait for the new deadline
+		default:
+			// Hidden from now on: heartbeats get 404 while the removal
+			// commits.
+			sess.gone = true
+			victims = append(victims, expired{sess: sess, services: sess.serviceViews()})
+		}
+	}
+	t.mu.Unlock()
+	if len(victims) == 0 {
+		return
+	}
+
+	nowMS := time.Now().UnixMilli()
+	err := s.store.commit(context.Background(), func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, t.id)
+		if err != nil {
+			return err
+		}
+		for _, v := range victims {
+			if err := tb.sessions.Delete([]byte(v.sess.id)); err != nil {
+				return err
+			}
+			for _, svc := range v.services {
+				if err := tb.services.Delete([]byte(svc.ID)); err != nil {
+					return err
+				}
+			}
+			if _, err := appendEvent(tb, api.EventServicesTimeout, v.services, nowMS); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		// The sessions stay hidden in memory; on disk they remain and a
+		// restart restores them, after which they expire again.
+		s.log.Error("expire sessions: commit failed", zap.String("tenant", t.id), zap.Int("sessions", len(victims)), zap.Error(err))
+	}
+
+	t.mu.Lock()
+	for _, v := range victims {
+		delete(t.sessions, v.sess.id)
+		for _, svc := range v.sess.services {
+			delete(t.services, svc.id)
+		}
+	}
+	t.mu.Unlock()
+	for _, v := range victims {
+		s.log.Info("session expired",
+			zap.String("tenant", t.id),
+			zap.String("session_id", v.sess.id),
+			zap.Int("heartbeat_timeout", int(v.sess.timeout)),
+			zap.Int("services", len(v.services)))
+	}
+}

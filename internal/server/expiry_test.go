@@ -1,0 +1,210 @@
+package server_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+)
+
+// These tests run in real time with the smallest timeout the API allows
+// (3 s); they run in parallel so that the package stays fast.
+
+// expiryBound is the promise: gone within one second after the timeout.
+const expiryBound = time.Second
+
+// exists reports whether GET path answers 200 (false on 404).
+func (c *client) exists(path string) bool {
+	c.t.Helper()
+	r := c.do(http.MethodGet, path, nil)
+	switch r.StatusCode {
+	case http.StatusOK:
+		return true
+	case http.StatusNotFound:
+		return false
+	}
+	c.t.Fatalf("GET %s: %d %s", path, r.StatusCode, r.body)
+	return false
+}
+
+func timeoutEvents(t testing.TB, c *client) [][]api.Service {
+	t.Helper()
+	var out [][]api.Service
+	for _, e := range eventsOfType(c.events(""), api.EventServicesTimeout) {
+		var svcs []api.Service
+		if err := json.Unmarshal(e.Payload, &svcs); err != nil {
+			t.Fatalf("services.timeout payload %s: %v", e.Payload, err)
+		}
+		out = append(out, svcs)
+	}
+	return out
+}
+
+func TestExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	c := newClient(t, reg, "alice")
+
+	// A heartbeated session must outlive its timeout meanwhile.
+	alive, aliveTok := c.createSession(3, nil)
+	c.createService("keeper", alive, nil, nil).want(t, http.StatusCreated)
+
+	sent := time.Now()
+	sid, _ := c.createSession(3, nil)
+	created := time.Now()
+	c.createService("web-1", sid, []string{"www"}, nil).want(t, http.StatusCreated)
+	c.createService("web-2", sid, nil, map[string]string{"k": "v"}).want(t, http.StatusCreated)
+
+	lastBeat := time.Now()
+	gone := waitFor(t, 3*time.Second+expiryBound+2*time.Second, "session expiry", func() bool {
+		if time.Since(lastBeat) > time.Second {
+			var next api.HeartbeatToken
+			c.heartbeat(alive, aliveTok).want(t, http.StatusOK).decode(t, &next)
+			aliveTok, lastBeat = next.Token, time.Now()
+		}
+		return !c.exists("/sessions/" + sid)
+	})
+	if early := gone.Sub(sent); early < 3*time.Second {
+		t.Fatalf("session expired %s after its creation was sent, before its 3 s timeout", early)
+	}
+	if late := gone.Sub(created) - 3*time.Second; late > expiryBound {
+		t.Fatalf("session expired %s after its timeout, want within %s", late, expiryBound)
+	}
+	for _, id := range []string{"web-1", "web-2"} {
+		if c.exists("/services/" + id) {
+			t.Fatalf("service %s outlived its session", id)
+		}
+	}
+	c.heartbeat(sid, aliveTok).fault(t, http.StatusNotFound, api.FaultNotFound)
+
+	var evs [][]api.Service
+	waitFor(t, 2*time.Second, "the services.timeout event", func() bool {
+		evs = timeoutEvents(t, c)
+		return len(evs) > 0
+	})
+	want := []api.Service{
+		{ID: "web-1", SessionID: sid, Tags: []string{"www"}, Metadata: map[string]string{}},
+		{ID: "web-2", SessionID: sid, Tags: []string{}, Metadata: map[string]string{"k": "v"}},
+	}
+	if len(evs) != 1 || !reflect.DeepEqual(evs[0], want) {
+		t.Fatalf("services.timeout events %+v, want exactly one listing %+v", evs, want)
+	}
+	if !c.exists("/sessions/"+alive) || !c.exists("/services/keeper") {
+		t.Fatal("the heartbeated session or its service disappeared")
+	}
+}
+
+func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	c := newClient(t, reg, "alice")
+	sid, _ := c.createSession(3, nil)
+	c.createService("web-1", sid, nil, nil).want(t, http.StatusCreated)
+	c.createService("web-2", sid, nil, nil).want(t, http.StatusCreated)
+	deleted := time.Now()
+	c.do(http.MethodDelete, "/sessions/"+sid, nil).want(t, http.StatusNoContent)
+	if c.exists("/services/web-1") || c.exists("/services/web-2") {
+		t.Fatal("services survived the deletion of their session")
+	}
+	var l api.List[api.Service]
+	c.do(http.MethodGet, "/services", nil).want(t, http.StatusOK).decode(t, &l)
+	if len(l.Values) != 0 {
+		t.Fatalf("services listed after delete: %+v", l.Values)
+	}
+	// The ids are free again at once.
+	s2, _ := c.createSession(30, nil)
+	c.createService("web-1", s2, nil, nil).want(t, http.StatusCreated)
+
+	// Past the old session's timeout and the expiry bound: still no event.
+	waitFor(t, 10*time.Second, "the old session's timeout to pass", func() bool {
+		return time.Since(deleted) > 3*time.Second+expiryBound+200*time.Millisecond
+	})
+	if evs := timeoutEvents(t, c); len(evs) != 0 {
+		t.Fatalf("services.timeout after a delete: %+v", evs)
+	}
+	if !c.exists("/services/web-1") {
+		t.Fatal("the re-registered service vanished")
+	}
+}
+
+func TestShorterTimeoutTakesEffect(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	c := newClient(t, reg, "alice")
+	sid, _ := c.createSession(30, nil)
+	created := time.Now()
+	c.do(http.MethodPut, "/sessions/"+sid, `{"heartbeat_timeout":3}`).want(t, http.StatusNoContent)
+	gone := waitFor(t, 6*time.Second, "expiry after shortening the timeout", func() bool {
+		return !c.exists("/sessions/" + sid)
+	})
+	if late := gone.Sub(created) - 3*time.Second; late > expiryBound {
+		t.Fatalf("expired %s after the shortened timeout", late)
+	}
+}
+
+func TestRestoredSessionsGetAFreshTimeoutAndAnyToken(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	c := newClient(t, reg, "alice")
+	kept, keptTok := c.createSession(3, map[string]string{"role": "kept"})
+	c.createService("kept-svc", kept, []string{"a"}, nil).want(t, http.StatusCreated)
+	idle, _ := c.createSession(3, nil)
+	c.createService("idle-svc", idle, nil, nil).want(t, http.StatusCreated)
+
+	// Let most of the timeout pass before the restart: restored sessions
+	// must not expire at once.
+	created := time.Now()
+	waitFor(t, 5*time.Second, "most of the timeout to pass", func() bool { return time.Since(created) > 2500*time.Millisecond })
+	restarted := time.Now()
+	reg.Restart()
+	c.do(http.MethodGet, "/sessions", nil).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
+	c = newClient(t, reg, "alice")
+
+	var s api.Session
+	c.do(http.MethodGet, "/sessions/"+kept, nil).want(t, http.StatusOK).decode(t, &s)
+	if s.HeartbeatTimeout != 3 || s.Metadata["role"] != "kept" {
+		t.Fatalf("restored session %+v", s)
+	}
+	var svc api.Service
+	c.do(http.MethodGet, "/services/kept-svc", nil).want(t, http.StatusOK).decode(t, &svc)
+	if svc.SessionID != kept || !reflect.DeepEqual(svc.Tags, []string{"a"}) {
+		t.Fatalf("restored service %+v", svc)
+	}
+
+	// The token chain died with the process: the first heartbeat accepts
+	// the client's (well-formed) token and starts a new chain.
+	var next api.HeartbeatToken
+	c.heartbeat(kept, keptTok).want(t, http.StatusOK).decode(t, &next)
+	c.heartbeat(kept, "not-a-uuid").fault(t, http.StatusBadRequest, api.FaultBadRequest)
+	c.heartbeat(kept, keptTok).want(t, http.StatusOK) // the previous token replays
+	var next2 api.HeartbeatToken
+	c.heartbeat(kept, next.Token).want(t, http.StatusOK).decode(t, &next2)
+	c.heartbeat(kept, keptTok).fault(t, http.StatusBadRequest, api.FaultBadRequest)
+
+	// The idle one expires one full timeout after the restart, while the
+	// heartbeated one lives on.
+	tok, lastBeat := next2.Token, time.Now()
+	gone := waitFor(t, 3*time.Second+expiryBound+2*time.Second, "restored session expiry", func() bool {
+		if time.Since(lastBeat) > time.Second {
+			var n api.HeartbeatToken
+			c.heartbeat(kept, tok).want(t, http.StatusOK).decode(t, &n)
+			tok, lastBeat = n.Token, time.Now()
+		}
+		return !c.exists("/sessions/" + idle)
+	})
+	if d := gone.Sub(restarted); d < 3*time.Second || d > 3*time.Second+expiryBound+500*time.Millisecond {
+		t.Fatalf("restored session expired %s after the restart, want about 3 s", d)
+	}
+	var evs [][]api.Service
+	waitFor(t, 2*time.Second, "the services.timeout event", func() bool {
+		evs = timeoutEvents(t, c)
+		return len(evs) > 0
+	})
+	if len(evs) != 1 || len(evs[0]) != 1 || evs[0][0].ID != "idle-svc" {
+		t.Fatalf("timeout events %+v", evs)
+	}
+}

@@ -1,0 +1,256 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+)
+
+// Rate limits are reported, not enforced: the hosted service's daily
+// allowance (500,000 requests) is below what 100 sessions heartbeating every
+// few seconds need, and enforcing it would break the wrapper's contract.
+const (
+	rateLimit  = 500000
+	rateWindow = "24.0 hours"
+)
+
+func (s *Server) authenticate(c *call) {
+	var req api.AuthRequest
+	if !c.decode(&req) {
+		return
+	}
+	cred := req.Auth.APIKeyCredentials
+	if cred == nil {
+		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body",
+			`the body must be {"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"...","apiKey":"..."}}}`)
+		return
+	}
+	tenantID, ok := s.ids.check(cred.Username, cred.APIKey)
+	if !ok {
+		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unable to authenticate user with credentials provided.",
+			"unknown username or wrong API key")
+		return
+	}
+	tok, err := s.ids.issue(cred.Username, tenantID, time.Now())
+	if err != nil {
+		c.storeFailed("issue a token", err)
+		return
+	}
+	base := c.baseURL()
+	resp := api.AuthResponse{Access: api.Access{
+		Token: api.Token{
+			ID:      tok.id,
+			Expires: tok.expires.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+			Tenant:  api.Tenant{ID: tenantID, Name: tenantID},
+		},
+		User: api.User{
+			ID:    cred.Username,
+			Name:  cred.Username,
+			Roles: []api.Role{{ID: "identity:default", Name: "identity:default"}},
+		},
+		ServiceCatalog: []api.CatalogEntry{
+			{
+				// Only there for the 2013 Node.js client, which reads the
+				// tenant id from this entry; there is no compute service.
+				Name: api.CatalogComputeName,
+				Type: "compute",
+				Endpoints: []api.Endpoint{{
+					TenantID:  tenantID,
+					PublicURL: base + "/v2/" + tenantID,
+					Region:    "LOCAL",
+				}},
+			},
+			{
+				Name: api.CatalogRegistryName,
+				Type: api.CatalogRegistryType,
+				Endpoints: []api.Endpoint{{
+					TenantID:  tenantID,
+					PublicURL: base + "/v1.0/" + tenantID,
+					Region:    "LOCAL",
+				}},
+			},
+		},
+	}}
+	c.json(http.StatusOK, resp)
+}
+
+func (s *Server) listConfiguration(c *call, prefix string) {
+	p, ok := c.pageParams()
+	if !ok {
+		return
+	}
+	t := c.t
+	t.mu.Lock()
+	all := t.configUnder(prefix)
+	t.mu.Unlock()
+	values, next := paginate(all, func(v api.ConfigurationValue) string { return v.ID }, p)
+	listReply(c, values, p, next)
+}
+
+func (s *Server) getConfiguration(c *call, id string) {
+	if err := api.ValidateConfigurationID(id); err != nil {
+		c.badRequest("Invalid configuration id", err)
+		return
+	}
+	t := c.t
+	t.mu.Lock()
+	v, ok := t.config[id]
+	t.mu.Unlock()
+	if !ok {
+		c.notFound("ConfigurationValue", id)
+		return
+	}
+	c.json(http.StatusOK, api.ConfigurationValue{ID: id, Value: v})
+}
+
+func (s *Server) setConfiguration(c *call, id string) {
+	if err := api.ValidateConfigurationID(id); err != nil {
+		c.badRequest("Invalid configuration id", err)
+		return
+	}
+	var req api.SetConfigurationRequest
+	if !c.decode(&req) {
+		return
+	}
+	if err := api.ValidateConfigurationValue(req.Value); err != nil {
+		c.badRequest("Validation error", err)
+		return
+	}
+	t := c.t
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	old, existed := t.config[id]
+	n := len(t.config)
+	t.mu.Unlock()
+	if !existed && n >= s.limits.ConfigurationValue {
+		c.limitReached("configuration values", s.limits.ConfigurationValue)
+		return
+	}
+	change := api.ConfigurationChange{ConfigurationValueID: id, NewValue: &req.Value}
+	if existed {
+		change.OldValue = &old
+	}
+	nowMS := time.Now().UnixMilli()
+	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, t.id)
+		if err != nil {
+			return err
+		}
+		if err := tb.config.Put([]byte(id), []byte(req.Value)); err != nil {
+			return err
+		}
+		_, err = appendEvent(tb, api.EventConfigurationUpdate, change, nowMS)
+		return err
+	})
+	if err != nil {
+		c.storeFailed("set the configuration value", err)
+		return
+	}
+	t.mu.Lock()
+	t.config[id] = req.Value
+	t.mu.Unlock()
+	c.noContent()
+}
+
+func (s *Server) deleteConfiguration(c *call, id string) {
+	if err := api.ValidateConfigurationID(id); err != nil {
+		c.badRequest("Invalid configuration id", err)
+		return
+	}
+	t := c.t
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	old, ok := t.config[id]
+	t.mu.Unlock()
+	if !ok {
+		c.notFound("ConfigurationValue", id)
+		return
+	}
+	change := api.ConfigurationChange{ConfigurationValueID: id, OldValue: &old}
+	nowMS := time.Now().UnixMilli()
+	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, t.id)
+		if err != nil {
+			return err
+		}
+		if err := tb.config.Delete([]byte(id)); err != nil {
+			return err
+		}
+		_, err = appendEvent(tb, api.EventConfigurationRemove, change, nowMS)
+		return err
+	})
+	if err != nil {
+		c.storeFailed("delete the configuration value", err)
+		return
+	}
+	t.mu.Lock()
+	delete(t.config, id)
+	t.mu.Unlock()
+	c.noContent()
+}
+
+// listEvents serves GET /events: from the marker on when one is given,
+// else the last hour. Events come from the store, not memory.
+func (s *Server) listEvents(c *call) {
+	p, ok := c.pageParams()
+	if !ok {
+		return
+	}
+	from := p.marker
+	if !p.hasMk {
+		from = eventIDPrefix(time.Now().Add(-time.Hour).UnixMilli())
+	}
+	events, err := s.store.readEvents(c.t.id, from, p.limit)
+	if err != nil {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			c.fault(http.StatusServiceUnavailable, api.FaultSystemFailure, "Service unavailable", "the server is shutting down")
+			return
+		}
+		c.storeFailed("read the events", err)
+		return
+	}
+	var next string
+	if len(events) > p.limit {
+		next = events[p.limit].ID
+		events = events[:p.limit]
+	}
+	listReply(c, events, p, next)
+}
+
+func (s *Server) getLimits(c *call) {
+	c.json(http.StatusOK, api.Limits{
+		Resource: s.limits,
+		Rate: map[string]api.RateLimit{
+			"/.*": {Limit: rateLimit, Used: int(c.t.rateUsed.Load()), Window: rateWindow},
+		},
+	})
+}
+
+// overview serves GET /views/overview: one entry per session, paginated by
+// session id.
+func (s *Server) overview(c *call) {
+	p, ok := c.pageParams()
+	if !ok {
+		return
+	}
+	t := c.t
+	t.mu.Lock()
+	all := make([]api.OverviewEntry, 0, len(t.sessions))
+	for _, sess := range t.sessions {
+		if !sess.gone {
+			all = append(all, api.OverviewEntry{Session: sess.view(), Services: sess.serviceViews()})
+		}
+	}
+	t.mu.Unlock()
+	id := func(e api.OverviewEntry) string { return e.Session.ID }
+	sortByID(all, id)
+	values, next := paginate(all, id, p)
+	listReply(c, values, p, next)
+}

@@ -1,0 +1,208 @@
+package server
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"go.uber.org/zap"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+)
+
+func (s *Server) createService(c *call) {
+	var req api.CreateServiceRequest
+	if !c.decode(&req) {
+		return
+	}
+	for _, err := range []error{
+		api.ValidateServiceID(req.ID),
+		api.ValidateSessionID(req.SessionID),
+		api.ValidateTags(req.Tags),
+		api.ValidateMetadata("metadata", req.Metadata),
+	} {
+		if err != nil {
+			c.badRequest("Validation error", err)
+			return
+		}
+	}
+	t := c.t
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	sess := t.liveSession(req.SessionID)
+	holder := t.services[req.ID]
+	n := len(t.services)
+	t.mu.Unlock()
+	switch {
+	case sess == nil:
+		c.notFound("Session", req.SessionID)
+		return
+	case holder != nil:
+		c.fault(http.StatusBadRequest, api.FaultServiceWithThisIDExists, "Service with this id already exists",
+			fmt.Sprintf("service %q is registered by session %s; it is free again when that session is deleted or expires", req.ID, holder.sess.id))
+		return
+	case n >= s.limits.Service:
+		c.limitReached("services", s.limits.Service)
+		return
+	}
+	svc := &service{sess: sess, id: req.ID, tags: slices.Clone(req.Tags), metadata: emptyToNil(req.Metadata)}
+	view := svc.view()
+	nowMS := time.Now().UnixMilli()
+	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, t.id)
+		if err != nil {
+			return err
+		}
+		if err := putJSON(tb.services, view.ID, view); err != nil {
+			return err
+		}
+		_, err = appendEvent(tb, api.EventServiceJoin, view, nowMS)
+		return err
+	})
+	if err != nil {
+		c.storeFailed("create the service", err)
+		return
+	}
+	t.mu.Lock()
+	t.services[svc.id] = svc
+	sess.services = append(sess.services, svc)
+	t.mu.Unlock()
+	s.log.Debug("service created", zap.String("tenant", t.id), zap.String("service_id", svc.id), zap.String("session_id", sess.id))
+	c.created(c.tenantURL("/services/"+svc.id), nil)
+}
+
+func (s *Server) getService(c *call, id string) {
+	if err := api.ValidateServiceID(id); err != nil {
+		c.badRequest("Invalid service id", err)
+		return
+	}
+	t := c.t
+	t.mu.Lock()
+	svc := t.liveService(id)
+	var v api.Service
+	if svc != nil {
+		v = svc.view()
+	}
+	t.mu.Unlock()
+	if svc == nil {
+		c.notFound("Service", id)
+		return
+	}
+	c.json(http.StatusOK, v)
+}
+
+func (s *Server) listServices(c *call) {
+	p, ok := c.pageParams()
+	if !ok {
+		return
+	}
+	q := c.r.URL.Query()
+	tag, byTag := q.Get("tag"), q.Has("tag")
+	t := c.t
+	t.mu.Lock()
+	all := make([]api.Service, 0, len(t.services))
+	for _, svc := range t.services {
+		if svc.live() && (!byTag || svc.hasTag(tag)) {
+			all = append(all, svc.view())
+		}
+	}
+	t.mu.Unlock()
+	sortByID(all, func(v api.Service) string { return v.ID })
+	values, next := paginate(all, func(v api.Service) string { return v.ID }, p)
+	listReply(c, values, p, next)
+}
+
+func (s *Server) updateService(c *call, id string) {
+	if err := api.ValidateServiceID(id); err != nil {
+		c.badRequest("Invalid service id", err)
+		return
+	}
+	var req api.UpdateServiceRequest
+	if !c.decode(&req) {
+		return
+	}
+	if req.Tags != nil {
+		if err := api.ValidateTags(req.Tags); err != nil {
+			c.badRequest("Validation error", err)
+			return
+		}
+	}
+	if req.Metadata != nil {
+		if err := api.ValidateMetadata("metadata", req.Metadata); err != nil {
+			c.badRequest("Validation error", err)
+			return
+		}
+	}
+	t := c.t
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	svc := t.liveService(id)
+	var next service
+	if svc != nil {
+		next = *svc
+		if req.Tags != nil {
+			next.tags = slices.Clone(req.Tags)
+		}
+		if req.Metadata != nil {
+			next.metadata = emptyToNil(req.Metadata)
+		}
+	}
+	t.mu.Unlock()
+	if svc == nil {
+		c.notFound("Service", id)
+		return
+	}
+	view := next.view()
+	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, t.id)
+		if err != nil {
+			return err
+		}
+		return putJSON(tb.services, id, view)
+	})
+	if err != nil {
+		c.storeFailed("update the service", err)
+		return
+	}
+	t.mu.Lock()
+	svc.tags, svc.metadata = next.tags, next.metadata
+	t.mu.Unlock()
+	c.noContent()
+}
+
+func (s *Server) deleteService(c *call, id string) {
+	if err := api.ValidateServiceID(id); err != nil {
+		c.badRequest("Invalid service id", err)
+		return
+	}
+	t := c.t
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	t.mu.Lock()
+	svc := t.liveService(id)
+	t.mu.Unlock()
+	if svc == nil {
+		c.notFound("Service", id)
+		return
+	}
+	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, t.id)
+		if err != nil {
+			return err
+		}
+		return tb.services.Delete([]byte(id))
+	})
+	if err != nil {
+		c.storeFailed("delete the service", err)
+		return
+	}
+	t.mu.Lock()
+	delete(t.services, id)
+	svc.sess.removeService(svc)
+	t.mu.Unlock()
+	c.noContent()
+}

@@ -1,0 +1,483 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+)
+
+const (
+	// HeaderResponseID carries the transaction id of every response; faults
+	// repeat it as txnId.
+	HeaderResponseID = "X-Response-Id"
+	headerAuthToken  = "X-Auth-Token"
+	contentTypeJSON  = "application/json"
+)
+
+// call is one request being answered.
+type call struct {
+	s   *Server
+	w   http.ResponseWriter
+	r   *http.Request
+	txn string
+	t   *tenant // nil outside /v1.0/{tenant}
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &call{s: s, w: w, r: r, txn: s.nextTxn()}
+	w.Header().Set(HeaderResponseID, c.txn)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			// A bug, not bad input: log it loudly and answer a fault
+			// rather than drop the connection.
+			s.log.Error("handler panic", zap.Any("panic", v), zap.String("method", r.Method),
+				zap.String("path", r.URL.Path), zap.String("txn", c.txn), zap.StackSkip("stack", 1))
+			c.fault(http.StatusInternalServerError, api.FaultInternal, "Internal error", "")
+		}
+	}()
+	path := r.URL.Path
+	switch {
+	case path == "/v2.0/tokens" || path == "/v2.0/tokens/":
+		if r.Method != http.MethodPost {
+			c.methodNotAllowed(http.MethodPost)
+			return
+		}
+		s.authenticate(c)
+	case strings.HasPrefix(path, "/v1.0/"):
+		s.serveTenant(c, path[len("/v1.0/"):])
+	default:
+		c.notFoundPath()
+	}
+}
+
+// serveTenant authenticates a /v1.0/{tenant}/... request and routes it.
+func (s *Server) serveTenant(c *call, rest string) {
+	tenantID, rest, _ := strings.Cut(rest, "/")
+	if tenantID == "" {
+		c.notFoundPath()
+		return
+	}
+	token := c.r.Header.Get(headerAuthToken)
+	if token == "" {
+		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token header is missing; get a token from POST /v2.0/tokens")
+		return
+	}
+	now := time.Now()
+	tok := s.ids.lookup(token, now)
+	if tok == nil {
+		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token is unknown or expired; authenticate again")
+		return
+	}
+	if tok.tenant != tenantID {
+		c.fault(http.StatusForbidden, api.FaultForbidden, "Forbidden",
+			fmt.Sprintf("the token is for tenant %q and cannot access tenant %q", tok.tenant, truncate(tenantID)))
+		return
+	}
+	c.t = s.tenant(tenantID)
+	c.t.countRequest(now.UnixMilli())
+
+	resource, id, _ := strings.Cut(rest, "/")
+	if resource == "configuration" {
+		s.routeConfiguration(c, rest)
+		return
+	}
+	// One trailing slash is forgiven on everything but configuration,
+	// where it means "namespace".
+	id = strings.TrimSuffix(id, "/")
+	method := c.r.Method
+	switch resource {
+	case "sessions":
+		id, sub, _ := strings.Cut(id, "/")
+		switch {
+		case id == "" && sub == "":
+			switch method {
+			case http.MethodGet:
+				s.listSessions(c)
+			case http.MethodPost:
+				s.createSession(c)
+			default:
+				c.methodNotAllowed(http.MethodGet, http.MethodPost)
+			}
+		case sub == "":
+			switch method {
+			case http.MethodGet:
+				s.getSession(c, id)
+			case http.MethodPut:
+				s.updateSession(c, id)
+			case http.MethodDelete:
+				s.deleteSession(c, id)
+			default:
+				c.methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+			}
+		case sub == "heartbeat" && id != "":
+			if method != http.MethodPost {
+				c.methodNotAllowed(http.MethodPost)
+				return
+			}
+			s.heartbeat(c, id)
+		default:
+			c.notFoundPath()
+		}
+	case "services":
+		switch {
+		case id == "":
+			switch method {
+			case http.MethodGet:
+				s.listServices(c)
+			case http.MethodPost:
+				s.createService(c)
+			default:
+				c.methodNotAllowed(http.MethodGet, http.MethodPost)
+			}
+		case !strings.Contains(id, "/"):
+			switch method {
+			case http.MethodGet:
+				s.getService(c, id)
+			case http.MethodPut:
+				s.updateService(c, id)
+			case http.MethodDelete:
+				s.deleteService(c, id)
+			default:
+				c.methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+			}
+		default:
+			c.notFoundPath()
+		}
+	case "events", "limits":
+		if id != "" {
+			c.notFoundPath()
+			return
+		}
+		if method != http.MethodGet {
+			c.methodNotAllowed(http.MethodGet)
+			return
+		}
+		if resource == "events" {
+			s.listEvents(c)
+		} else {
+			s.getLimits(c)
+		}
+	case "views":
+		if id != "overview" {
+			c.notFoundPath()
+			return
+		}
+		if method != http.MethodGet {
+			c.methodNotAllowed(http.MethodGet)
+			return
+		}
+		s.overview(c)
+	default:
+		c.notFoundPath()
+	}
+}
+
+// routeConfiguration routes rest = "configuration[/<id>]". The id of a
+// value is the path below /configuration with its leading slash.
+func (s *Server) routeConfiguration(c *call, rest string) {
+	id := strings.TrimPrefix(rest, "configuration")
+	method := c.r.Method
+	if id == "" || id == "/" {
+		if method != http.MethodGet {
+			c.methodNotAllowed(http.MethodGet)
+			return
+		}
+		s.listConfiguration(c, "")
+		return
+	}
+	if api.IsNamespace(id) {
+		if method != http.MethodGet {
+			c.methodNotAllowed(http.MethodGet)
+			return
+		}
+		if err := api.ValidateConfigurationID(id); err != nil {
+			c.badRequest("Invalid configuration namespace", err)
+			return
+		}
+		s.listConfiguration(c, id)
+		return
+	}
+	switch method {
+	case http.MethodGet:
+		s.getConfiguration(c, id)
+	case http.MethodPut:
+		s.setConfiguration(c, id)
+	case http.MethodDelete:
+		s.deleteConfiguration(c, id)
+	default:
+		c.methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+	}
+}
+
+// fault answers an API fault.
+func (c *call) fault(code int, typ, message, details string) {
+	c.json(code, api.Fault{Type: typ, Code: code, Message: message, Details: details, TxnID: c.txn})
+}
+
+func (c *call) badRequest(message string, err error) {
+	c.fault(http.StatusBadRequest, api.FaultBadRequest, message, err.Error())
+}
+
+func (c *call) notFound(kind, key string) {
+	c.fault(http.StatusNotFound, api.FaultNotFound,
+		fmt.Sprintf("Object %q with key %q does not exist", kind, truncate(key)), "")
+}
+
+func (c *call) notFoundPath() {
+	c.fault(http.StatusNotFound, api.FaultNotFound, "Not found",
+		fmt.Sprintf("no resource at %s %s", c.r.Method, truncate(c.r.URL.Path)))
+}
+
+func (c *call) methodNotAllowed(allowed ...string) {
+	list := strings.Join(allowed, ", ")
+	c.w.Header().Set("Allow", list)
+	c.fault(http.StatusMethodNotAllowed, api.FaultBadRequest, "Method not allowed",
+		fmt.Sprintf("%s is not supported on %s; allowed: %s", truncate(c.r.Method), truncate(c.r.URL.Path), list))
+}
+
+func (c *call) limitReached(what string, limit int) {
+	c.fault(http.StatusBadRequest, api.FaultLimitReached, "Limit has been reached",
+		fmt.Sprintf("the account may hold at most %d %s", limit, what))
+}
+
+func (c *call) storeFailed(doing string, err error) {
+	if errors.Is(err, errStoreClosed) {
+		c.fault(http.StatusServiceUnavailable, api.FaultSystemFailure, "Service unavailable",
+			"could not "+doing+": the server is shutting down")
+		return
+	}
+	c.s.log.Error("store failed", zap.String("doing", doing), zap.String("txn", c.txn), zap.Error(err))
+	c.fault(http.StatusInternalServerError, api.FaultInternal, "Internal error", "could not "+doing+": storage failure")
+}
+
+// json answers v as JSON with the status code.
+func (c *call) json(code int, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		c.s.log.Error("encode response", zap.String("txn", c.txn), zap.Error(err))
+		code = http.StatusInternalServerError
+		body, _ = json.Marshal(api.Fault{Type: api.FaultInternal, Code: code, Message: "Internal error", TxnID: c.txn})
+	}
+	h := c.w.Header()
+	h.Set("Content-Type", contentTypeJSON)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	c.w.WriteHeader(code)
+	_, _ = c.w.Write(body)
+}
+
+// noContent answers 204.
+func (c *call) noContent() { c.w.WriteHeader(http.StatusNoContent) }
+
+// created answers 201 with Location and body v (nil: an empty body).
+func (c *call) created(location string, v any) {
+	c.w.Header().Set("Location", location)
+	if v != nil {
+		c.json(http.StatusCreated, v)
+		return
+	}
+	c.w.Header().Set("Content-Length", "0")
+	c.w.WriteHeader(http.StatusCreated)
+}
+
+// decode reads the JSON body into v. An empty body decodes as {}. It
+// answers the fault and returns false when the body is unusable.
+func (c *call) decode(v any) bool {
+	var body []byte
+	var err error
+	switch n := c.r.ContentLength; {
+	case n > c.s.maxBody:
+		c.tooLarge()
+		return false
+	case n >= 0:
+		// The usual case (heartbeats): read exactly the announced length
+		// instead of growing a buffer.
+		body = make([]byte, n)
+		_, err = io.ReadFull(c.r.Body, body)
+	default:
+		body, err = io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, c.s.maxBody))
+	}
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			c.tooLarge()
+			return false
+		}
+		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Could not read the request body", err.Error())
+		return false
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body", describeJSONError(err))
+		return false
+	}
+	return true
+}
+
+func (c *call) tooLarge() {
+	c.fault(http.StatusRequestEntityTooLarge, api.FaultRequestTooLarge, "Request body too large",
+		fmt.Sprintf("the body may be at most %d bytes", c.s.maxBody))
+}
+
+func describeJSONError(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("malformed JSON at byte %d: %s", syntax.Offset, syntax.Error())
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return "the body must be a JSON object, got " + typ.Value
+		}
+		return fmt.Sprintf("%s must be %s, got %s", typ.Field, jsonTypeName(typ.Type), typ.Value)
+	default:
+		return err.Error()
+	}
+}
+
+func jsonTypeName(t reflect.Type) string {
+	switch t.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Slice, reflect.Array:
+		return "a list"
+	case reflect.Map, reflect.Struct:
+		return "an object"
+	default:
+		return "a " + t.String()
+	}
+}
+
+// baseURL is scheme://host of the request, for Location, next_href and the
+// identity catalog.
+func (c *call) baseURL() string {
+	scheme := "http"
+	if c.r.TLS != nil {
+		scheme = "https"
+	}
+	if p := c.r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	}
+	host := c.r.Host
+	if host == "" {
+		if a, ok := c.r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+			host = a.String()
+		}
+	}
+	return scheme + "://" + host
+}
+
+// tenantURL is the absolute URL of a path below the tenant's base.
+func (c *call) tenantURL(path string) string {
+	return c.baseURL() + "/v1.0/" + c.t.id + path
+}
+
+// page is the pagination of a list request.
+type page struct {
+	limit  int
+	marker string
+	hasMk  bool
+}
+
+// pageParams reads limit and marker, answering invalidLimit when needed.
+func (c *call) pageParams() (page, bool) {
+	q := c.r.URL.Query()
+	p := page{limit: api.DefaultListLimit}
+	if vs, ok := q["limit"]; ok {
+		v := ""
+		if len(vs) > 0 {
+			v = vs[0]
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > api.MaxListLimit {
+			c.fault(http.StatusBadRequest, api.FaultInvalidLimit, "Invalid limit",
+				fmt.Sprintf("limit must be an integer between 1 and %d, got %q", api.MaxListLimit, truncate(v)))
+			return page{}, false
+		}
+		p.limit = n
+	}
+	if vs, ok := q["marker"]; ok && len(vs) > 0 {
+		p.marker, p.hasMk = vs[0], true
+	}
+	return p, true
+}
+
+// paginate cuts one page out of items sorted by id. next is the id of the
+// first item of the following page, or "".
+func paginate[T any](items []T, id func(T) string, p page) (values []T, next string) {
+	start := 0
+	if p.hasMk {
+		// Items are sorted: the page starts at the first id >= marker.
+		lo, hi := 0, len(items)
+		for lo < hi {
+			m := int(uint(lo+hi) >> 1)
+			if id(items[m]) < p.marker {
+				lo = m + 1
+			} else {
+				hi = m
+			}
+		}
+		start = lo
+	}
+	end := min(start+p.limit, len(items))
+	values = items[start:end]
+	if end < len(items) {
+		next = id(items[end])
+	}
+	return values, next
+}
+
+// listReply answers one page of a list.
+func listReply[T any](c *call, values []T, p page, next string) {
+	if values == nil {
+		values = []T{}
+	}
+	md := api.ListMetadata{Count: len(values), Limit: p.limit}
+	if p.hasMk {
+		m := p.marker
+		md.Marker = &m
+	}
+	if next != "" {
+		n := next
+		md.NextMarker = &n
+		q := c.r.URL.Query()
+		q.Set("marker", next)
+		q.Set("limit", strconv.Itoa(p.limit))
+		href := c.baseURL() + (&url.URL{Path: c.r.URL.Path}).EscapedPath() + "?" + q.Encode()
+		md.NextHref = &href
+	}
+	c.json(http.StatusOK, api.List[T]{Values: values, Metadata: md})
+}
+
+// truncate keeps echoed client input short.
+func truncate(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	return strings.ToValidUTF8(s[:max], "") + "…"
+}

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Credential is one account of a credentials file: the username and API
+// key a client authenticates with, and the tenant id its token is for.
+type Credential struct {
+	Username, APIKey, Tenant string
+}
+
+// tenantIDPattern is what a tenant id must look like: one URL path segment
+// that needs no escaping.
+var tenantIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$`)
+
+// LoadCredentials reads a credentials file. The format is one account per
+// line, three fields separated by spaces or tabs:
+//
+//	# username   api-key                            tenant
+//	alice        0123456789abcdef0123456789abcdef   100001
+//	bob          fedcba9876543210fedcba9876543210   100002
+//
+// Blank lines and lines starting with # are ignored. Tenant ids are one URL
+// path segment: a letter or digit, then up to 63 letters, digits, '_', '-'
+// or '.'. Several users may share a tenant; a username may appear once.
+func LoadCredentials(path string) ([]Credential, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read credentials: %w", err)
+	}
+	defer f.Close()
+	var out []Credential
+	seen := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		fields := strings.Fields(line)
+		if len(fields) != 3 {
+			return nil, fmt.Errorf("read credentials %s:%d: want 3 fields (username api-key tenant), got %d", path, n, len(fields))
+		}
+		c := Credential{Username: fields[0], APIKey: fields[1], Tenant: fields[2]}
+		if !tenantIDPattern.MatchString(c.Tenant) {
+			return nil, fmt.Errorf("read credentials %s:%d: tenant %q must match %s", path, n, c.Tenant, tenantIDPattern)
+		}
+		if prev, dup := seen[c.Username]; dup {
+			return nil, fmt.Errorf("read credentials %s:%d: username %q already defined on line %d", path, n, c.Username, prev)
+		}
+		seen[c.Username] = n
+		out = append(out, c)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read credentials %s: %w", path, err)
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("read credentials %s: no accounts in the file", path)
+	}
+	return out, nil
+}
+
+// DevTenantID is the tenant id that dev mode gives a username: ten decimal
+// digits derived from a SHA-256 of the username, so it is stable across
+// restarts and machines, looks like the numeric tenant ids of the hosted
+// service, and is a valid URL path segment whatever the username holds.
+func DevTenantID(username string) string {
+	sum := sha256.Sum256([]byte(username))
+	n := binary.BigEndian.Uint64(sum[:8])%9_000_000_000 + 1_000_000_000
+	return strconv.FormatUint(n, 10)
+}
+
+// identity issues and checks the tokens of POST /v2.0/tokens. Tokens live
+// in memory only: after a restart clients get 401 and authenticate again,
+// which is what every client of the hosted service did when a token was
+// purged early.
+type identity struct {
+	dev   bool
+	creds map[string]Credential // by username
+	ttl   time.Duration
+
+	mu     sync.RWMutex
+	tokens map[string]*authToken // by token id
+	byUser map[string]*authToken // the latest token of each user
+}
+
+type authToken struct {
+	id      string
+	user    string
+	tenant  string
+	expires time.Time
+}
+
+func newIdentity(dev bool, creds []Credential, ttl time.Duration) (*identity, error) {
+	id := &identity{
+		dev:    dev,
+		creds:  map[string]Credential{},
+		ttl:    ttl,
+		tokens: map[string]*authToken{},
+		byUser: map[string]*authToken{},
+	}
+	for _, c := range creds {
+		if c.Username == "" || c.APIKey == "" {
+			return nil, fmt.Errorf("credential for tenant %q: username and API key must not be empty", c.Tenant)
+		}
+		if !tenantIDPattern.MatchString(c.Tenant) {
+			return nil, fmt.Errorf("credential of %q: tenant %q must match %s", c.Username, c.Tenant, tenantIDPattern)
+		}
+		if _, dup := id.creds[c.Username]; dup {
+			return nil, fmt.Errorf("credential of %q defined twice", c.Username)
+		}
+		id.creds[c.Username] = c
+	}
+	return id, nil
+}
+
+// check returns the tenant of a username and API key, or false. Accounts
+// of the credentials list win over dev mode, so a dev server can still
+// pin some users to fixed tenants.
+func (id *identity) check(username, apiKey string) (string, bool) {
+	if username == "" {
+		return "", false
+	}
+	if c, ok := id.creds[username]; ok {
+		if subtle.ConstantTimeCompare([]byte(c.APIKey), []byte(apiKey)) == 1 {
+			return c.Tenant, true
+		}
+		return "", false
+	}
+	if id.dev {
+		return DevTenantID(username), true
+	}
+	return "", false
+}
+
+// issue returns a token for the user. Like Rackspace's identity service it
+// hands back the user's current token while that has more than half its
+// life left, which keeps the number of live tokens bounded by the number of
+// users however often clients authenticate.
+func (id *identity) issue(user, tenant string, now time.Time) (*authToken, error) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	if t := id.byUser[user]; t != nil && t.tenant == tenant && t.expires.Sub(now) > id.ttl/2 {
+		return t, nil
+	}
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return nil, fmt.Errorf("generate token: %w", err)
+	}
+	t := &authToken{id: hex.EncodeToString(b[:]), user: user, tenant: tenant, expires: now.Add(id.ttl)}
+	id.tokens[t.id] = t
+	id.byUser[user] = t
+	return t, nil
+}
+
+// lookup returns the live token with that id, or nil.
+func (id *identity) lookup(token string, now time.Time) *authToken {
+	id.mu.RLock()
+	t := id.tokens[token]
+	id.mu.RUnlock()
+	if t == nil || !now.Before(t.expires) {
+		return nil
+	}
+	return t
+}
+
+// purge forgets expired tokens.
+func (id *identity) purge(now time.Time) {
+	id.mu.Lock()
+	defer id.mu.Unlock()
+	for k, t := range id.tokens {
+		if !now.Before(t.expires) {
+			delete(id.tokens, k)
+			if id.byUser[t.user] == t {
+				delete(id.byUser, t.user)
+			}
+		}
+	}
+}

@@ -1,0 +1,192 @@
+package server
+
+import (
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/google/uuid"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+)
+
+// tenant is one account's live state. Memory is the source of truth for
+// reads; bbolt is the source of truth across restarts.
+//
+// Locking: wmu serialises the tenant's mutations and is held across their
+// commit, so that the order of writes on disk (and of events in the feed)
+// is the order in which they were decided. mu guards the maps and the
+// sessions' fields and is only ever held for memory work, never across I/O,
+// so heartbeats and reads are not delayed by an fsync. Lock order:
+// wmu, then mu, then the expirer's lock.
+type tenant struct {
+	id string
+
+	wmu sync.Mutex
+
+	mu       sync.Mutex
+	sessions map[string]*session
+	services map[string]*service
+	config   map[string]string
+
+	// Requests in the current 24-hour window, for GET /limits.
+	rateWindow atomic.Int64 // start of the window, unix ms
+	rateUsed   atomic.Int64
+}
+
+func newTenant(id string) *tenant {
+	return &tenant{
+		id:       id,
+		sessions: map[string]*session{},
+		services: map[string]*service{},
+		config:   map[string]string{},
+	}
+}
+
+// session is a live session. Fields after id are guarded by tenant.mu.
+// Kept small on purpose: the budget is 2 KB per session, all included.
+type session struct {
+	t  *tenant
+	id string
+
+	timeout  int32 // seconds
+	gone     bool  // deleted or expired; waiting for its removal to commit
+	restored bool  // loaded from disk: the token chain is unknown
+	hasPrev  bool
+	created  int64 // unix ms
+	lastSeen int64 // unix ms of the last heartbeat, 0 before the first
+	deadline int64 // monotonic ns (Server.mono) after which it expires
+	queued   int64 // deadline of its current entry in the expiry heap
+	cur      uuid.UUID
+	prev     uuid.UUID
+	metadata map[string]string
+	services []*service
+}
+
+// service is a registered service. Fields are guarded by tenant.mu.
+type service struct {
+	sess     *session
+	id       string
+	tags     []string
+	metadata map[string]string
+}
+
+func (s *session) view() api.Session {
+	v := api.Session{
+		ID:               s.id,
+		HeartbeatTimeout: int(s.timeout),
+		Metadata:         cloneMap(s.metadata),
+	}
+	if s.lastSeen != 0 {
+		ls := s.lastSeen
+		v.LastSeen = &ls
+	}
+	return v
+}
+
+func (s *session) stored() storedSession {
+	return storedSession{
+		ID:               s.id,
+		HeartbeatTimeout: int(s.timeout),
+		Metadata:         s.metadata,
+		Created:          s.created,
+	}
+}
+
+func (s *session) removeService(svc *service) {
+	if i := slices.Index(s.services, svc); i >= 0 {
+		s.services = slices.Delete(s.services, i, i+1)
+	}
+}
+
+// serviceViews returns the session's services sorted by id.
+func (s *session) serviceViews() []api.Service {
+	out := make([]api.Service, 0, len(s.services))
+	for _, svc := range s.services {
+		out = append(out, svc.view())
+	}
+	sortByID(out, func(v api.Service) string { return v.ID })
+	return out
+}
+
+func (svc *service) view() api.Service {
+	tags := svc.tags
+	if tags == nil {
+		tags = []string{}
+	}
+	return api.Service{
+		ID:        svc.id,
+		SessionID: svc.sess.id,
+		Tags:      slices.Clone(tags),
+		Metadata:  cloneMap(svc.metadata),
+	}
+}
+
+// live reports whether the service is visible: its session has not been
+// deleted or expired.
+func (svc *service) live() bool { return !svc.sess.gone }
+
+func (svc *service) hasTag(tag string) bool { return slices.Contains(svc.tags, tag) }
+
+// liveSession returns the session with that id unless it is gone. mu must
+// be held.
+func (t *tenant) liveSession(id string) *session {
+	if s := t.sessions[id]; s != nil && !s.gone {
+		return s
+	}
+	return nil
+}
+
+// liveService returns the service with that id unless its session is gone.
+// mu must be held.
+func (t *tenant) liveService(id string) *service {
+	if svc := t.services[id]; svc != nil && svc.live() {
+		return svc
+	}
+	return nil
+}
+
+// configUnder returns the configuration values whose id starts with
+// prefix, sorted by id. mu must be held.
+func (t *tenant) configUnder(prefix string) []api.ConfigurationValue {
+	out := []api.ConfigurationValue{}
+	for id, v := range t.config {
+		if strings.HasPrefix(id, prefix) {
+			out = append(out, api.ConfigurationValue{ID: id, Value: v})
+		}
+	}
+	sortByID(out, func(v api.ConfigurationValue) string { return v.ID })
+	return out
+}
+
+// countRequest counts a request in the tenant's 24-hour window.
+func (t *tenant) countRequest(nowMS int64) {
+	const window = 24 * 60 * 60 * 1000
+	start := t.rateWindow.Load()
+	if nowMS-start >= window && t.rateWindow.CompareAndSwap(start, nowMS) {
+		t.rateUsed.Store(0)
+	}
+	t.rateUsed.Add(1)
+}
+
+func cloneMap(m map[string]string) map[string]string {
+	if m == nil {
+		return map[string]string{}
+	}
+	return maps.Clone(m)
+}
+
+// emptyToNil drops empty maps so that they cost nothing per session.
+func emptyToNil(m map[string]string) map[string]string {
+	if len(m) == 0 {
+		return nil
+	}
+	return maps.Clone(m)
+}
+
+func sortByID[T any](items []T, id func(T) string) {
+	sort.Slice(items, func(i, j int) bool { return id(items[i]) < id(items[j]) })
+}

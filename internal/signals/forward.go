@@ -1,0 +1,132 @@
+// Package signals holds the wrapper's knowledge of Unix signals: which ones
+// it passes on to its child and why, subscribing to them, parsing the names
+// users give (--stop-signal), and the Reaper, the one place in the process
+// that waits for child processes, which also reaps orphaned zombies when
+// the wrapper is PID 1 or a child subreaper.
+//
+// It does not start, signal or stop the child (package supervisor does),
+// and it gives no signal a meaning for the wrapper itself: that TERM also
+// deregisters the service is the supervisor's decision.
+package signals
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// Signals 32, 33 and 34 (glibc's SIGRTMIN) are reserved by the C library
+// and the Go runtime: Go cannot catch them, so a kill -34 ends the wrapper
+// by default and cannot be forwarded. The usable real-time range starts at
+// SIGRTMIN+1.
+const (
+	firstForwardedRT = 35
+	lastRT           = 64
+)
+
+// Forwarded returns the signals the wrapper passes on to its child: every
+// signal a process may be sent on purpose by someone who means the service,
+// following tini. The choice, signal by signal:
+//
+//   - HUP INT QUIT TERM USR1 USR2 ALRM WINCH: the usual commands to a
+//     service (reload, stop, log rotation, graceful stop for Apache or
+//     nginx). QUIT must be caught in any case, or the Go runtime dumps its
+//     goroutines and exits, stranding the child.
+//   - CONT: so that "kill -STOP wrapper; kill -CONT wrapper" or a forwarded
+//     TSTP can be undone.
+//   - TSTP: forwarded rather than obeyed. A stopped wrapper could neither
+//     heartbeat nor reap, nor pass on the CONT that resumes the child. (When
+//     the child owns the terminal, ^Z reaches it directly.)
+//   - VTALRM IO PWR: the wrapper never arms these itself, so any that arrive
+//     were sent for the service (PWR by a UPS daemon to PID 1).
+//   - SIGRTMIN+1 .. SIGRTMAX (35..64): application commands, e.g. systemd
+//     in a container stops on SIGRTMIN+3.
+//
+// Left out on purpose:
+//
+//   - CHLD: it describes the wrapper's own children; the Reaper uses it.
+//   - URG: the Go runtime sends it to itself to preempt goroutines.
+//   - PROF: the Go runtime consumes it for profiling; Notify never
+//     delivers it.
+//   - PIPE: almost always raised by the wrapper's own write to a closed
+//     stdout/stderr (a log collector that went away). Forwarding it would
+//     kill a child that never wrote there; the child gets its own SIGPIPE
+//     from its own writes. Subscribe still catches it, so that a broken
+//     stderr cannot kill the wrapper (Go's default for fd 1 and 2).
+//   - TTIN TTOU: raised by the terminal against the wrapper's own reads and
+//     writes when it is in the background; forwarding them makes no sense,
+//     and catching TTOU would make every write to a "stty tostop" terminal
+//     retry forever. Package supervisor ignores both once it has handed the
+//     terminal to the child, as tini does.
+//   - XCPU XFSZ: the wrapper's own resource limits; the child has its own.
+//   - ILL TRAP ABRT BUS FPE SEGV SYS STKFLT: faults of the wrapper itself,
+//     which the Go runtime turns into a crash report.
+//   - KILL STOP: cannot be caught.
+//   - 32..34: cannot be caught by a Go program (see above).
+func Forwarded() []os.Signal {
+	set := []os.Signal{
+		syscall.SIGHUP,
+		syscall.SIGINT,
+		syscall.SIGQUIT,
+		syscall.SIGUSR1,
+		syscall.SIGUSR2,
+		syscall.SIGALRM,
+		syscall.SIGTERM,
+		syscall.SIGCONT,
+		syscall.SIGTSTP,
+		syscall.SIGVTALRM,
+		syscall.SIGWINCH,
+		syscall.SIGIO,
+		syscall.SIGPWR,
+	}
+	for n := firstForwardedRT; n <= lastRT; n++ {
+		set = append(set, syscall.Signal(n))
+	}
+	return set
+}
+
+// IsForwarded reports whether sig is one of Forwarded.
+func IsForwarded(sig os.Signal) bool {
+	s, ok := sig.(syscall.Signal)
+	if !ok {
+		return false
+	}
+	if s >= firstForwardedRT && s <= lastRT {
+		return true
+	}
+	switch s {
+	case syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
+		syscall.SIGALRM, syscall.SIGTERM, syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGVTALRM,
+		syscall.SIGWINCH, syscall.SIGIO, syscall.SIGPWR:
+		return true
+	}
+	return false
+}
+
+// Subscribe starts delivering every Forwarded signal to the returned
+// channel, and only those, so that each one received can be passed on as
+// it is. It also catches SIGPIPE and drops it (see Forwarded), which
+// replaces Go's default of dying when a write to stdout or stderr hits a
+// closed pipe with an EPIPE error.
+//
+// Call it before starting the child: until then Go's defaults apply, and a
+// TERM would end the wrapper without a word. Signals that arrive before the
+// child exists wait in the channel. The channel holds one of each signal;
+// more of the same while the reader is busy are merged, as the kernel
+// merges pending standard signals anyway.
+//
+// stop undoes both subscriptions: Go's defaults apply again afterwards. It
+// does not close the channel.
+func Subscribe() (c <-chan os.Signal, stop func()) {
+	set := Forwarded()
+	ch := make(chan os.Signal, len(set))
+	signal.Notify(ch, set...)
+	// Never read: os/signal sends without blocking, so a full channel just
+	// drops further SIGPIPEs, and the signal still counts as handled.
+	sink := make(chan os.Signal, 1)
+	signal.Notify(sink, syscall.SIGPIPE)
+	return ch, func() {
+		signal.Stop(ch)
+		signal.Stop(sink)
+	}
+}

@@ -1,0 +1,249 @@
+package supervisor
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"golang.org/x/sys/unix"
+)
+
+// helperCommand runs this test binary as helper h. GORACE spares the
+// second every -race binary otherwise idles at exit.
+func helperCommand(h string, argv ...string) *exec.Cmd {
+	if len(argv) == 0 {
+		argv = []string{os.Args[0], "-test.run=^$"}
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+h, fakeprocEnv+"="+fakeproc, "GORACE=atexit_sleep_ms=0")
+	return cmd
+}
+
+func runHelper(h string) int {
+	var err error
+	switch h {
+	case "subreaper":
+		err = reapOrphansHelper(true)
+	case "pid1":
+		if os.Getpid() != 1 {
+			err = fmt.Errorf("pid is %d, not 1", os.Getpid())
+			break
+		}
+		err = reapOrphansHelper(false)
+	case "tty":
+		err = terminalHelper()
+	default:
+		err = fmt.Errorf("unknown helper %q", h)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "FAIL:", err)
+		return 1
+	}
+	return 0
+}
+
+func TestSubreaperReapsOrphansAndReportsTheChild(t *testing.T) {
+	out, err := helperCommand("subreaper").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	t.Logf("helper:\n%s", out)
+}
+
+// The lead tests this end to end with the real wrapper; here the Reaper
+// alone, as PID 1 of a new PID namespace, where it must reap without being
+// asked to be a subreaper.
+func TestReaperAsPID1(t *testing.T) {
+	unshare, err := exec.LookPath("unshare")
+	if err != nil {
+		t.Skip("no unshare(1)")
+	}
+	cmd := helperCommand("pid1", unshare, "--pid", "--fork", "--mount-proc", os.Args[0], "-test.run=^$")
+	out, err := cmd.CombinedOutput()
+	if err != nil && strings.HasPrefix(string(out), "unshare:") {
+		t.Skipf("cannot make a PID namespace here: %s", out)
+	}
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	t.Logf("helper:\n%s", out)
+}
+
+// reapOrphansHelper runs fakeproc --orphans and checks that the main
+// child's status comes through, that every orphan was reaped here, and that
+// no zombie is left.
+func reapOrphansHelper(subreaper bool) error {
+	var mu sync.Mutex
+	reaped := map[int]bool{}
+	r, err := signals.NewReaper(signals.ReaperOptions{Subreaper: subreaper, OnOrphan: func(pid int, _ syscall.WaitStatus) {
+		mu.Lock()
+		reaped[pid] = true
+		mu.Unlock()
+	}})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if !r.ReapsOrphans() {
+		return fmt.Errorf("reaper (pid %d, subreaper %v) does not reap orphans", os.Getpid(), subreaper)
+	}
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	c, err := StartChild(ChildSpec{Argv: []string{fakeproc, "--ready", "--orphans", "3", "--exit", "7"}, Stdout: pw}, r)
+	pw.Close()
+	if err != nil {
+		return err
+	}
+	var orphans []int
+	lines := bufio.NewScanner(pr)
+	for lines.Scan() {
+		if p, ok := strings.CutPrefix(lines.Text(), "orphan pid="); ok {
+			pid, err := strconv.Atoi(p)
+			if err != nil {
+				return fmt.Errorf("line %q: %w", lines.Text(), err)
+			}
+			orphans = append(orphans, pid)
+		}
+	}
+	if len(orphans) != 3 {
+		return fmt.Errorf("fakeproc made orphans %v, want 3", orphans)
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(waitLimit):
+		return fmt.Errorf("no exit status for the main child")
+	}
+	if st, _ := c.ExitStatus(); st.Code != 7 || st.String() != "exited with code 7" {
+		return fmt.Errorf("main child: %s, want exited with code 7", st)
+	}
+	deadline := time.Now().Add(waitLimit)
+	for {
+		mu.Lock()
+		all := true
+		for _, pid := range orphans {
+			all = all && reaped[pid]
+		}
+		mu.Unlock()
+		z := zombiesOf(os.Getpid())
+		if all && len(z) == 0 {
+			fmt.Printf("pid %d: main child exited with code 7; orphans %v reaped; no zombies\n", os.Getpid(), orphans)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("orphans %v, reaped %v, zombies left %v", orphans, reaped, z)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// Runs the helper as the leader of a new session whose controlling
+// terminal is a fresh pseudo-terminal on its stdin.
+func TestTerminalIsHandedToTheChildAndTakenBack(t *testing.T) {
+	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Skipf("no pseudo-terminals: %v", err)
+	}
+	defer master.Close()
+	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetUint32(int(master.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tty, err := os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tty.Close()
+
+	cmd := helperCommand("tty")
+	cmd.Stdin = tty
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v\n%s", err, out)
+	}
+	t.Logf("helper:\n%s", out)
+}
+
+func terminalHelper() error {
+	fg := func() int {
+		pg, err := unix.IoctlGetInt(0, unix.TIOCGPGRP)
+		if err != nil {
+			return -1
+		}
+		return pg
+	}
+	if fg() != unix.Getpgrp() {
+		return fmt.Errorf("helper is not in the foreground of its terminal (fg %d, pgrp %d)", fg(), unix.Getpgrp())
+	}
+	r, err := signals.NewReaper(signals.ReaperOptions{})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	c, err := StartChild(ChildSpec{Argv: []string{fakeproc, "--ready", "--exit-on-term", "0"}, Stdout: pw}, r)
+	pw.Close()
+	if err != nil {
+		return err
+	}
+	defer c.KillGroup()
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	if err != nil || !strings.HasPrefix(line, "ready ") {
+		return fmt.Errorf("child's first line %q, %v", line, err)
+	}
+	if !c.Foreground() || fg() != c.Pid() {
+		return fmt.Errorf("terminal's foreground group %d, child %d (Foreground %v)", fg(), c.Pid(), c.Foreground())
+	}
+	// The wrapper ignores TTIN and TTOU from now on; the child must not.
+	const ttinTtou = 1<<(syscall.SIGTTIN-1) | 1<<(syscall.SIGTTOU-1)
+	if ign := sigIgnored("self"); ign&ttinTtou != ttinTtou {
+		return fmt.Errorf("wrapper ignores %#x, want TTIN and TTOU", ign)
+	}
+	if ign := sigIgnored(strconv.Itoa(c.Pid())); ign&ttinTtou != 0 {
+		return fmt.Errorf("child ignores %#x, want neither TTIN nor TTOU", ign)
+	}
+	if err := c.Signal(syscall.SIGTERM, false); err != nil {
+		return err
+	}
+	select {
+	case <-c.Done():
+	case <-time.After(waitLimit):
+		return fmt.Errorf("child did not exit on TERM")
+	}
+	if fg() != unix.Getpgrp() {
+		return fmt.Errorf("after the child's exit the foreground group is %d, want the wrapper's %d", fg(), unix.Getpgrp())
+	}
+	fmt.Printf("child %d got the terminal and gave it back to %d\n", c.Pid(), unix.Getpgrp())
+	return nil
+}
+
+// sigIgnored reads the SigIgn mask of /proc/<pid>/status.
+func sigIgnored(pid string) uint64 {
+	b, err := os.ReadFile("/proc/" + pid + "/status")
+	if err != nil {
+		return 0
+	}
+	for l := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "SigIgn:"); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			return n
+		}
+	}
+	return 0
+}

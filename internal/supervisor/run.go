@@ -1,0 +1,344 @@
+package supervisor
+
+import (
+	"context"
+	"errors"
+	"os"
+	"syscall"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+)
+
+// Registration is what keeps the child's service in the registry while it
+// runs; *heartbeat.Keeper is one.
+type Registration interface {
+	// Run keeps the service registered until ctx ends, then returns nil.
+	// A non-nil error means registration failed for good and the child
+	// must be stopped (--abort-on-failure).
+	Run(ctx context.Context) error
+	// Close deregisters at once. It is called after Run has returned.
+	Close(ctx context.Context) error
+	// SessionID names the current session for log lines ("" without one).
+	SessionID() string
+}
+
+// Hooks are told about the wrapper's milestones; sd_notify uses them. Each
+// is called from the run loop and must not block. Nil hooks are skipped.
+type Hooks struct {
+	// Started: the child is running.
+	Started func(pid int)
+	// Stopping: the wrapper is stopping the child or the child has exited.
+	Stopping func()
+}
+
+// Config is what Run needs. Argv and Registration are required.
+type Config struct {
+	Child        ChildSpec
+	Registration Registration
+
+	// StopSignal replaces TERM when the wrapper asks the child to stop;
+	// zero means TERM.
+	StopSignal syscall.Signal
+	// StopTimeout is how long the child may take to exit after being
+	// asked before its process group gets SIGKILL; zero means 10 s.
+	StopTimeout time.Duration
+	// DrainDelay, when set, makes TERM/INT/QUIT deregister first, wait
+	// this long, and only then reach the child.
+	DrainDelay time.Duration
+	// SignalGroup sends forwarded signals to the child's process group.
+	SignalGroup bool
+	// Subreaper makes the wrapper adopt and reap orphaned descendants;
+	// as PID 1 it does so anyway.
+	Subreaper bool
+	// AbortExitCode is the exit status after Registration gave up.
+	AbortExitCode int
+	// DeregisterTimeout bounds the final deregistration, so that a dead
+	// registry cannot hold the wrapper's exit; zero means 3 s. The
+	// session expires by itself anyway.
+	DeregisterTimeout time.Duration
+
+	Hooks  Hooks
+	Logger *zap.Logger
+}
+
+const (
+	defaultStopTimeout       = 10 * time.Second
+	defaultDeregisterTimeout = 3 * time.Second
+)
+
+// run is the state of one Run: everything is owned by the loop goroutine,
+// so the lifecycle needs no locks (tini's shape, in Go).
+type run struct {
+	cfg   Config
+	log   *zap.Logger
+	child *Child
+
+	regCancel context.CancelFunc
+	regDone   chan error // Registration.Run's result
+	regOver   bool       // Run has returned
+
+	deregStarted bool
+	deregSession string // the session being ended, for the log line
+	deregDone    chan error // Close's result
+
+	stopping   bool
+	stopDone   chan StopResult
+	stopSent   bool
+	stopSignal syscall.Signal
+	drainTimer *time.Timer
+	aborted    bool
+}
+
+// Run starts the child at once, keeps it registered beside it, forwards
+// signals, and returns the exit status the wrapper must exit with: the
+// child's own (128+N after signal N), 126/127 when it could not be
+// started, or cfg.AbortExitCode after the registration gave up. It
+// deregisters before returning. Ending ctx stops the child as TERM would.
+func Run(ctx context.Context, cfg Config) int {
+	r := &run{cfg: cfg, log: cfg.Logger}
+	if r.log == nil {
+		r.log = zap.NewNop()
+	}
+	if r.cfg.StopSignal == 0 {
+		r.cfg.StopSignal = syscall.SIGTERM
+	}
+	if r.cfg.StopTimeout <= 0 {
+		r.cfg.StopTimeout = defaultStopTimeout
+	}
+	if r.cfg.DeregisterTimeout <= 0 {
+		r.cfg.DeregisterTimeout = defaultDeregisterTimeout
+	}
+	return r.run(ctx)
+}
+
+func (r *run) run(ctx context.Context) int {
+	// Subscribe before the child exists: until then Go's defaults would
+	// let a TERM end the wrapper silently and strand the child.
+	sigs, unsubscribe := signals.Subscribe()
+	defer unsubscribe()
+
+	reaper, err := signals.NewReaper(signals.ReaperOptions{
+		Subreaper: r.cfg.Subreaper,
+		OnOrphan: func(pid int, ws syscall.WaitStatus) {
+			r.log.Debug("reaped orphan", zap.Int("pid", pid), zap.Stringer("status", StatusFromWait(ws)))
+		},
+	})
+	if err != nil {
+		r.log.Error("cannot reap children", zap.Error(err))
+		return ExitNotExecutable
+	}
+	defer func() {
+		if err := reaper.Close(); err != nil {
+			r.log.Warn("close reaper", zap.Error(err))
+		}
+	}()
+
+	child, err := StartChild(r.cfg.Child, reaper)
+	if err != nil {
+		code := ExitNotExecutable
+		var se *StartError
+		if errors.As(err, &se) {
+			code = se.ExitCode()
+		}
+		r.log.Error("cannot start the command; nothing was registered", zap.Error(err), zap.Int("exit_code", code))
+		return code
+	}
+	r.child = child
+	r.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", r.cfg.Child.Argv),
+		zap.Bool("reaps_orphans", reaper.ReapsOrphans()))
+	if r.cfg.Hooks.Started != nil {
+		r.cfg.Hooks.Started(child.Pid())
+	}
+
+	// Registration runs beside the child, never in front of it.
+	regCtx, cancel := context.WithCancel(context.Background())
+	r.regCancel = cancel
+	regDone := make(chan error, 1)
+	r.regDone = regDone
+	go func() { regDone <- r.cfg.Registration.Run(regCtx) }()
+	defer cancel()
+
+	ctxDone := ctx.Done()
+	for {
+		var drain <-chan time.Time
+		if r.drainTimer != nil {
+			drain = r.drainTimer.C
+		}
+		select {
+		case sig := <-sigs:
+			r.onSignal(sig)
+		case <-ctxDone:
+			ctxDone = nil
+			r.l().Info("asked to stop")
+			r.beginStop(syscall.SIGTERM)
+		case err := <-r.regDone:
+			r.regOver = true
+			r.regDone = nil
+			if err != nil && !r.stopping {
+				r.l().Error("registration failed for good; stopping the child (--abort-on-failure)", zap.Error(err))
+				r.aborted = true
+				r.beginStop(r.cfg.StopSignal)
+			}
+		case err := <-r.deregDone:
+			r.deregDone = nil
+			r.logDeregistered(err)
+			if r.drainTimer != nil {
+				r.l().Info("draining before the child is asked to stop", zap.Duration("drain_delay", r.cfg.DrainDelay))
+			}
+		case <-drain:
+			r.drainTimer = nil
+			r.sendStop()
+		case res := <-r.stopDone:
+			r.stopDone = nil
+			if res.Killed {
+				r.l().Warn("child did not exit within the stop timeout; killed its process group",
+					zap.Duration("stop_timeout", r.cfg.StopTimeout))
+			}
+		case <-child.Done():
+			return r.finish()
+		}
+	}
+}
+
+// isStopSignal tells the signals that mean "stop the service": they also
+// deregister it, so that no client is sent to a program on its way out.
+func isStopSignal(sig os.Signal) bool {
+	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
+}
+
+func (r *run) onSignal(sig os.Signal) {
+	s, _ := sig.(syscall.Signal)
+	if isStopSignal(sig) && !r.stopping {
+		r.l().Info("received stop signal", zap.String("signal", signals.Name(s)))
+		r.beginStop(s)
+		return
+	}
+	if isStopSignal(sig) && r.drainTimer != nil {
+		// A second stop signal while draining means "now".
+		r.l().Info("second stop signal while draining; stopping the child now", zap.String("signal", signals.Name(s)))
+		r.drainTimer.Stop()
+		r.drainTimer = nil
+		r.sendStop()
+		return
+	}
+	r.forward(s)
+}
+
+// l names the current session on a line, as every line of the wrapper
+// does; it changes when a lost session is replaced.
+func (r *run) l() *zap.Logger {
+	if id := r.cfg.Registration.SessionID(); id != "" {
+		return r.log.With(zap.String("session", id))
+	}
+	return r.log
+}
+
+func (r *run) forward(s syscall.Signal) {
+	if err := r.child.Signal(s, r.cfg.SignalGroup); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		r.l().Warn("forward signal", zap.String("signal", signals.Name(s)), zap.Error(err))
+		return
+	}
+	r.l().Debug("forwarded signal", zap.String("signal", signals.Name(s)), zap.Bool("group", r.cfg.SignalGroup))
+}
+
+// beginStop deregisters and asks the child to stop: in parallel, or with a
+// drain delay first deregistration, then the wait, then the signal. sig is
+// what the wrapper received; TERM becomes the configured stop signal.
+func (r *run) beginStop(sig syscall.Signal) {
+	r.stopping = true
+	if r.cfg.Hooks.Stopping != nil {
+		r.cfg.Hooks.Stopping()
+	}
+	r.startDeregister()
+	if sig == syscall.SIGTERM {
+		sig = r.cfg.StopSignal
+	}
+	r.stopSignal = sig
+	if r.cfg.DrainDelay > 0 && !r.aborted {
+		r.drainTimer = time.NewTimer(r.cfg.DrainDelay)
+		return
+	}
+	r.sendStop()
+}
+
+// sendStop sends the stop signal and escalates to SIGKILL after the stop
+// timeout, in the background so that the loop keeps forwarding signals.
+func (r *run) sendStop() {
+	if r.stopSent {
+		return
+	}
+	r.stopSent = true
+	sig := r.stopSignal
+	r.l().Info("asking the child to stop", zap.String("signal", signals.Name(sig)), zap.Duration("stop_timeout", r.cfg.StopTimeout))
+	stopDone := make(chan StopResult, 1)
+	r.stopDone = stopDone
+	child, group, timeout := r.child, r.cfg.SignalGroup, r.cfg.StopTimeout
+	go func() {
+		// Bounded: after SIGKILL only a process in uninterruptible sleep
+		// outlives it, and the loop ends when the child does anyway.
+		ctx, cancel := context.WithTimeout(context.Background(), timeout+time.Minute)
+		defer cancel()
+		res, _ := StopChild(ctx, child, sig, group, timeout)
+		stopDone <- res
+	}()
+}
+
+// startDeregister stops the registration and ends the session, in the
+// background.
+func (r *run) startDeregister() {
+	if r.deregStarted {
+		return
+	}
+	r.deregStarted = true
+	r.deregSession = r.cfg.Registration.SessionID()
+	r.regCancel()
+	deregDone := make(chan error, 1)
+	r.deregDone = deregDone
+	regDone, regOver := r.regDone, r.regOver
+	r.regDone = nil
+	reg, timeout := r.cfg.Registration, r.cfg.DeregisterTimeout
+	go func() {
+		if !regOver {
+			<-regDone // Run returns promptly once its context ends.
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		deregDone <- reg.Close(ctx)
+	}()
+}
+
+func (r *run) logDeregistered(err error) {
+	log := r.log
+	if r.deregSession != "" {
+		log = log.With(zap.String("session", r.deregSession))
+	}
+	if err != nil {
+		log.Warn("deregistration failed; the session will expire by itself", zap.Error(err))
+		return
+	}
+	log.Info("deregistered")
+}
+
+// finish runs once the child has exited: deregister if not done yet, and
+// compute the exit status.
+func (r *run) finish() int {
+	status, _ := r.child.ExitStatus()
+	r.l().Info("child exited", zap.Int("pid", r.child.Pid()), zap.Stringer("status", status), zap.Int("exit_code", status.Code))
+	if !r.stopping && r.cfg.Hooks.Stopping != nil {
+		r.cfg.Hooks.Stopping()
+	}
+	if r.drainTimer != nil {
+		r.drainTimer.Stop()
+	}
+	r.startDeregister()
+	if r.deregDone != nil {
+		r.logDeregistered(<-r.deregDone)
+	}
+	if r.aborted {
+		return r.cfg.AbortExitCode
+	}
+	return status.Code
+}

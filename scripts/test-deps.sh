@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages that the integration tests drive for real
+# (tini as a start-latency baseline, supervisord for the supervisord test,
+# util-linux's unshare for the PID 1 tests), when they are missing. Go
+# fetches everything else itself.
+set -eu
+need=""
+command -v unshare >/dev/null 2>&1 || need="$need util-linux"
+command -v tini >/dev/null 2>&1 || [ -x /usr/bin/tini ] || need="$need tini"
+command -v supervisord >/dev/null 2>&1 || need="$need supervisor"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+	echo "test-deps: missing$need; install them (as root: apt-get install$need) or the tests that need them skip" >&2
+	exit 0
+fi
+echo "test-deps: installing$need" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null || apt-get update
+# supervisor's package starts a system supervisord; the tests run their own.
+printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends $need >/dev/null

@@ -101,7 +101,7 @@ func run(o options) error {
 	if o.inProcess {
 		srv, err = startInProcess(perTenant)
 	} else {
-		srv, err = startChild(perTenant, o.procs)
+		srv, err = startChild(perTenant, o.procs, o.cpuprof)
 	}
 	if err != nil {
 		return err
@@ -189,6 +189,11 @@ func run(o options) error {
 			return err
 		}
 		defer pprof.StopCPUProfile()
+		if srv.profile != nil {
+			if err := srv.profile(); err != nil {
+				return err
+			}
+		}
 	}
 	sat, err := phase(workers, o.duration, 0)
 	if err != nil {

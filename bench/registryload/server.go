@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 
@@ -23,6 +24,8 @@ type serverHandle struct {
 	// heap returns the server's live heap after two GCs.
 	heap func() (uint64, error)
 	stop func() error
+	// profile starts the child's CPU profile (nil in process).
+	profile func() error
 }
 
 // heapAfterGC returns the live heap after two collections (the second
@@ -74,12 +77,16 @@ func startInProcess(sessionLimit int) (serverHandle, error) {
 // startChild re-executes this program as the server (-child-server). The
 // child prints "addr HOST:PORT", answers each "mem" line on its stdin with
 // "mem HEAPALLOC", and shuts down gracefully when its stdin closes.
-func startChild(sessionLimit, procs int) (serverHandle, error) {
+func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return serverHandle{}, err
 	}
-	cmd := exec.Command(exe, "-child-server", "-child-session-limit", strconv.Itoa(sessionLimit))
+	args := []string{"-child-server", "-child-session-limit", strconv.Itoa(sessionLimit)}
+	if cpuprof != "" {
+		args = append(args, "-cpuprofile", cpuprof+".server")
+	}
+	cmd := exec.Command(exe, args...)
 	cmd.Stderr = os.Stderr
 	if procs != 0 {
 		cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(procs))
@@ -118,7 +125,11 @@ func startChild(sessionLimit, procs int) (serverHandle, error) {
 		in.Close()
 		return cmd.Wait()
 	}
-	return serverHandle{addr: addr, heap: heap, stop: stop}, nil
+	profile := func() error {
+		_, err := io.WriteString(in, "profile\n")
+		return err
+	}
+	return serverHandle{addr: addr, heap: heap, stop: stop, profile: profile}, nil
 }
 
 // runChild is the server child process.
@@ -130,8 +141,22 @@ func runChild(o options) error {
 	fmt.Printf("addr %s\n", addr)
 	sc := bufio.NewScanner(os.Stdin)
 	for sc.Scan() {
-		if sc.Text() == "mem" {
+		switch sc.Text() {
+		case "mem":
 			fmt.Printf("mem %d\n", heapAfterGC())
+		case "profile":
+			// The heartbeat phases start: profile them only.
+			if o.cpuprof != "" {
+				f, err := os.Create(o.cpuprof)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				if err := pprof.StartCPUProfile(f); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
+			}
 		}
 	}
 	return stop()

@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 )
 
@@ -57,8 +58,8 @@ type ResolvedConnection struct {
 	Insecure    bool
 	Debug       bool
 
-	EtcdCACert, EtcdCert, EtcdKey string
-	EtcdUsername, EtcdPassword    string
+	// Etcd is the etcd backend's configuration, for BackendEtcd.
+	Etcd *etcd.Config
 }
 
 // Resolve validates the connection flags and reads the secrets from their
@@ -69,10 +70,6 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 		Username:     c.Username,
 		Insecure:     c.Insecure,
 		Debug:        c.Debug,
-		EtcdCACert:   c.EtcdCACert,
-		EtcdCert:     c.EtcdCert,
-		EtcdKey:      c.EtcdKey,
-		EtcdUsername: c.EtcdUsername,
 	}
 	u, err := url.Parse(c.Registry)
 	if err != nil {
@@ -87,10 +84,10 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 		if u.RawQuery != "" || u.Fragment != "" {
 			return nil, fmt.Errorf("--registry: %q must not have a query or fragment", c.Registry)
 		}
-	case "etcd":
+	case "etcd", "etcds":
 		r.Backend = BackendEtcd
 	default:
-		return nil, fmt.Errorf("--registry: unknown scheme %q in %q; use http://, https:// or etcd://", u.Scheme, c.Registry)
+		return nil, fmt.Errorf("--registry: unknown scheme %q in %q; use http://, https://, etcd:// or etcds://", u.Scheme, c.Registry)
 	}
 
 	if c.AuthURL != "" && c.Region != "" {
@@ -118,7 +115,6 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 	if err != nil {
 		return nil, err
 	}
-	r.EtcdPassword = pw
 
 	if r.Backend == BackendHTTP {
 		if r.Username == "" {
@@ -136,11 +132,24 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 		}
 		_ = client.Close()
 	}
-	if (c.EtcdCert == "") != (c.EtcdKey == "") {
-		return nil, fmt.Errorf("--etcd-cert and --etcd-key: give both or neither")
-	}
-	if r.EtcdPassword != "" && r.EtcdUsername == "" {
-		return nil, fmt.Errorf("--etcd-password: needs --etcd-username")
+	if r.Backend == BackendEtcd {
+		cfg, err := etcd.ParseURL(c.Registry)
+		if err != nil {
+			return nil, err
+		}
+		cfg.CACert, cfg.Cert, cfg.Key = c.EtcdCACert, c.EtcdCert, c.EtcdKey
+		cfg.Username, cfg.Password = c.EtcdUsername, pw
+		// New checks the combination and loads the TLS files, without
+		// connecting: a bad file is a usage error, found before anything
+		// starts.
+		reg, err := etcd.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		_ = reg.Close()
+		r.Etcd = &cfg
+	} else if c.EtcdCACert != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUsername != "" || pw != "" {
+		return nil, fmt.Errorf("--etcd-*: only apply to an etcd:// registry, not %q", c.Registry)
 	}
 	return r, nil
 }

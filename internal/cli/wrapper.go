@@ -39,15 +39,15 @@ type Wrapper struct {
 
 // Exit statuses of the wrapper itself. Everything else is the child's.
 const (
-	ExitUsage            = 2
-	ExitAbort            = 100
-	ExitNotExecutable    = 126
-	ExitCommandNotFound  = 127
-	ExitSignalBase       = 128
-	DefaultInterval      = 30
-	DefaultStopTimeout   = 10 * time.Second
-	maxStopTimeout       = 24 * time.Hour
-	maxDrainDelay        = time.Hour
+	ExitUsage           = 2
+	ExitAbort           = 100
+	ExitNotExecutable   = 126
+	ExitCommandNotFound = 127
+	ExitSignalBase      = 128
+	DefaultInterval     = 30
+	DefaultStopTimeout  = 10 * time.Second
+	maxStopTimeout      = 24 * time.Hour
+	maxDrainDelay       = time.Hour
 )
 
 // WrapperConfig is a validated Wrapper command line.

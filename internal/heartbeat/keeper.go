@@ -116,7 +116,6 @@ type Keeper struct {
 
 	// The fields below are owned by Run's goroutine, then by Close.
 	sess       registry.Session
-	abandoned  registry.Session // given up on for lack of heartbeats; freed when the registry is back
 	registered bool
 	// registration attempts
 	nextAttempt  time.Time
@@ -128,6 +127,7 @@ type Keeper struct {
 	// heartbeats
 	nextHeartbeat time.Time
 	deadline      time.Time // the session expires after this without a heartbeat
+	overdue       bool      // the deadline passed with the registry unreachable
 	hbFailures    int
 	hbRetry       *backoff.ExponentialBackOff
 }
@@ -213,7 +213,7 @@ func (k *Keeper) Run(ctx context.Context) error {
 		case k.sess == nil && !now.Before(k.nextAttempt):
 			err = k.createSession(ctx)
 		case k.sess != nil && !now.Before(k.nextHeartbeat):
-			k.heartbeat(ctx)
+			err = k.heartbeat(ctx)
 		case k.sess != nil && k.wantRegistered() != k.registered && !now.Before(k.nextAttempt):
 			err = k.reconcile(ctx)
 		default:
@@ -265,18 +265,8 @@ func (k *Keeper) callContext(ctx context.Context, budget time.Duration) (context
 	return context.WithTimeout(ctx, budget)
 }
 
-// createSession makes a new session, first freeing one that was abandoned
-// while the registry was unreachable so that its hold on the service id
-// does not delay registration by a whole timeout.
+// createSession makes a new session.
 func (k *Keeper) createSession(ctx context.Context) error {
-	if k.abandoned != nil {
-		cctx, cancel := k.callContext(ctx, k.cfg.Session.TTL)
-		err := k.abandoned.Close(cctx)
-		cancel()
-		if err == nil || errors.Is(err, registry.ErrSessionLost) || registry.IsPermanent(err) {
-			k.abandoned = nil
-		}
-	}
 	cctx, cancel := k.callContext(ctx, k.cfg.Session.TTL)
 	sess, err := k.cfg.Registry.CreateSession(cctx, k.cfg.Session)
 	cancel()
@@ -293,6 +283,7 @@ func (k *Keeper) createSession(ctx context.Context) error {
 	k.nextHeartbeat = now.Add(k.heartbeatInterval())
 	k.nextAttempt = now
 	k.hbFailures = 0
+	k.overdue = false
 	k.hbRetry.Reset()
 	k.logger().Info("session created", zap.Duration("timeout", sess.TTL()), zap.Stringer("registry", k.cfg.Registry))
 	if !k.wantRegistered() {
@@ -428,58 +419,82 @@ func (k *Keeper) heartbeatInterval() time.Duration {
 	return half - time.Duration(rand.Int64N(int64(half/10)+1))
 }
 
-func (k *Keeper) heartbeat(ctx context.Context) {
+// heartbeat extends the session. Failures are retried at once, then with
+// backoff within what is left of the timeout. When the timeout passes with
+// the registry unreachable the session has probably expired, but it is not
+// given up: a registry that comes back may still hold it (sr-registry
+// restores sessions with a fresh timeout, etcd renews leases after an
+// election), and replacing it would remove the service for a moment. The
+// registry's answer decides: the session lives on, or it is reported lost
+// and a new one is made.
+func (k *Keeper) heartbeat(ctx context.Context) error {
 	now := time.Now()
-	cctx, cancel := k.callContext(ctx, min(k.deadline.Sub(now), k.sess.TTL()/2))
+	budget := k.sess.TTL() / 2
+	if left := k.deadline.Sub(now); left > 0 && left < budget {
+		budget = left
+	}
+	cctx, cancel := k.callContext(ctx, budget)
 	err := k.sess.Heartbeat(cctx)
 	cancel()
 	now = time.Now()
 	switch {
 	case err == nil:
 		if k.hbFailures > 0 {
-			k.logger().Info("heartbeat recovered", zap.Int("failures", k.hbFailures))
+			k.logger().Info("heartbeat recovered", zap.Int("failures", k.hbFailures), zap.Bool("after_timeout", k.overdue))
 		}
 		k.hbFailures = 0
+		k.overdue = false
 		k.hbRetry.Reset()
 		k.deadline = now.Add(k.sess.TTL())
 		k.nextHeartbeat = now.Add(k.heartbeatInterval())
+		return nil
 	case ctx.Err() != nil:
+		return nil
 	case errors.Is(err, registry.ErrSessionLost):
 		k.lost("heartbeat", err)
-	case !now.Before(k.deadline):
-		k.logger().Warn("no heartbeat got through within the session timeout; assuming the session is lost",
-			zap.Int("failures", k.hbFailures+1), zap.Error(err))
-		k.abandoned = k.sess
-		k.lost("heartbeat", err)
-	default:
-		k.hbFailures++
-		// A single failure is often a connection the registry closed:
-		// retry at once. Then back off, within what is left.
-		delay := time.Duration(0)
-		if k.hbFailures > 1 {
-			delay = min(k.hbRetry.NextBackOff(), k.deadline.Sub(now)/2)
-		}
-		k.nextHeartbeat = now.Add(delay)
-		k.logger().Warn("heartbeat failed; retrying", zap.Error(err), zap.Int("failures", k.hbFailures),
-			zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Duration("left", k.deadline.Sub(now).Round(time.Millisecond)))
+		return nil
 	}
+	k.hbFailures++
+	if !now.Before(k.deadline) {
+		if !k.overdue {
+			k.overdue = true
+			k.logger().Warn("no heartbeat got through within the session timeout; the session has probably expired, and will be replaced as soon as the registry says so",
+				zap.Int("failures", k.hbFailures), zap.Error(err))
+		}
+		// A lost session is recovered within one more timeout, or never.
+		if k.cfg.AbortOnFailure && now.Sub(k.deadline) >= k.sess.TTL() {
+			return k.giveUp(fmt.Errorf("heartbeat session %s: no success for %s: %w",
+				k.sess.ID(), now.Sub(k.deadline.Add(-k.sess.TTL())).Round(time.Second), err))
+		}
+		k.nextHeartbeat = now.Add(k.retry.NextBackOff())
+		return nil
+	}
+	// A single failure is often a connection the registry closed: retry
+	// at once. Then back off, within what is left.
+	delay := time.Duration(0)
+	if k.hbFailures > 1 {
+		delay = min(k.hbRetry.NextBackOff(), k.deadline.Sub(now)/2)
+	}
+	k.nextHeartbeat = now.Add(delay)
+	k.logger().Warn("heartbeat failed; retrying", zap.Error(err), zap.Int("failures", k.hbFailures),
+		zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Duration("left", k.deadline.Sub(now).Round(time.Millisecond)))
+	return nil
 }
 
 // Close ends the session now, so that the service disappears at once
 // instead of after the timeout. Call it after Run has returned.
 func (k *Keeper) Close(ctx context.Context) error {
-	var errs []error
-	for _, s := range []registry.Session{k.sess, k.abandoned} {
-		if s == nil {
-			continue
-		}
-		if err := s.Close(ctx); err != nil && !errors.Is(err, registry.ErrSessionLost) {
-			errs = append(errs, fmt.Errorf("end session %s: %w", s.ID(), err))
-		}
+	if k.sess == nil {
+		return nil
 	}
+	id := k.sess.ID()
+	err := k.sess.Close(ctx)
 	k.setSession(nil)
-	k.abandoned, k.registered = nil, false
-	return errors.Join(errs...)
+	k.registered = false
+	if err != nil && !errors.Is(err, registry.ErrSessionLost) {
+		return fmt.Errorf("end session %s: %w", id, err)
+	}
+	return nil
 }
 
 func (k *Keeper) setSession(s registry.Session) {

@@ -204,13 +204,61 @@ func TestHeartbeatRetriesAtOnceThenKeepsSession(t *testing.T) {
 	}
 }
 
-func TestHeartbeatsFailingForAWholeTimeoutMakeANewSession(t *testing.T) {
+func TestSessionThatSurvivedAnOutageIsKept(t *testing.T) {
 	s := newScripted(3 * time.Second)
-	s.hbFn = func(n int) error { return errDown }
+	start := time.Now()
+	s.hbFn = func(n int) error {
+		if time.Since(start) < 5*time.Second { // longer than the timeout
+			return errDown
+		}
+		return nil
+	}
 	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
 	waitFor(t, s, "register se1")
-	waitFor(t, s, "close se1") // the abandoned session is freed before the new one
+	waitFor(t, s, "heartbeat se1")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.creates != 1 || len(s.closed) != 0 {
+		t.Fatalf("after the registry came back holding the session: %d sessions created, %v closed; want 1 and none",
+			s.creates, s.closed)
+	}
+}
+
+func TestSessionLostAfterAnOutageIsReplaced(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	start := time.Now()
+	s.hbFn = func(n int) error {
+		switch {
+		case time.Since(start) < 4*time.Second:
+			return errDown
+		case n < 100:
+			return fmt.Errorf("404: %w", registry.ErrSessionLost)
+		}
+		return nil
+	}
+	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
+	waitFor(t, s, "register se1")
 	waitFor(t, s, "register se2")
+}
+
+func TestAbortGivesUpWhenHeartbeatsFailForTwoTimeouts(t *testing.T) {
+	s := newScripted(3 * time.Second)
+	s.hbFn = func(n int) error { return errDown }
+	_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"},
+		Session: registry.SessionOptions{TTL: 3 * time.Second}, AbortOnFailure: true})
+	waitFor(t, s, "register se1")
+	registered := time.Now()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrGaveUp) {
+			t.Fatalf("Run = %v, want ErrGaveUp", err)
+		}
+		if took := time.Since(registered); took < 6*time.Second {
+			t.Fatalf("gave up after %s, before the session timeout plus one timeout of recovery (6s)", took)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("Run did not give up")
+	}
 }
 
 func TestServiceExistsRetriesUntilFree(t *testing.T) {

@@ -81,7 +81,7 @@ type run struct {
 	regOver   bool       // Run has returned
 
 	deregStarted bool
-	deregSession string // the session being ended, for the log line
+	deregSession string     // the session being ended, for the log line
 	deregDone    chan error // Close's result
 
 	stopping   bool

@@ -16,6 +16,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/supervisor"
 )
@@ -26,7 +27,7 @@ const ServiceIDEnv = "SR_SERVICE_ID"
 // Run runs the wrapped command and returns the wrapper's exit status.
 func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 	svcLog := log.With(zap.String("service", cfg.Service.ID))
-	reg, err := openRegistry(ctx, cfg.Connection, log)
+	reg, err := openRegistry(cfg.Connection, log)
 	if err != nil {
 		// Validation has checked what can be checked; this is rare (an
 		// unreadable certificate file, say). Fail before the child starts.
@@ -81,10 +82,14 @@ func childEnv(env []string, serviceID string) []string {
 	return append(out, ServiceIDEnv+"="+serviceID)
 }
 
-func openRegistry(ctx context.Context, conn *cli.ResolvedConnection, log *zap.Logger) (registry.Registry, error) {
+func openRegistry(conn *cli.ResolvedConnection, log *zap.Logger) (registry.Registry, error) {
 	switch conn.Backend {
 	case cli.BackendHTTP:
 		return srapi.New(conn.SRAPIConfig(log, "sr-wrapper/"+buildinfo.Get().Version))
+	case cli.BackendEtcd:
+		cfg := *conn.Etcd
+		cfg.Logger = log
+		return etcd.New(cfg)
 	}
 	return nil, fmt.Errorf("registry backend %q is not supported", conn.Backend)
 }

@@ -66,10 +66,10 @@ type ResolvedConnection struct {
 // files or the environment. getenv is os.Getenv in production.
 func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, error) {
 	r := &ResolvedConnection{
-		RegistryURL:  c.Registry,
-		Username:     c.Username,
-		Insecure:     c.Insecure,
-		Debug:        c.Debug,
+		RegistryURL: c.Registry,
+		Username:    c.Username,
+		Insecure:    c.Insecure,
+		Debug:       c.Debug,
 	}
 	u, err := url.Parse(c.Registry)
 	if err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
+	"github.com/sr-wrapper/sr-wrapper/internal/sdnotify"
 	"github.com/sr-wrapper/sr-wrapper/internal/supervisor"
 )
 
@@ -36,6 +37,14 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 	}
 	defer func() { _ = reg.Close() }()
 
+	notifier, err := sdnotify.New(os.Getenv)
+	if err != nil {
+		// Not fatal: systemd will time the unit out, which the log explains.
+		svcLog.Warn("cannot notify systemd", zap.Error(err))
+	}
+	defer func() { _ = notifier.Close() }()
+	ready := newReadiness(notifier, svcLog)
+
 	keeper := heartbeat.New(heartbeat.Config{
 		Registry: reg,
 		Service: registry.Service{
@@ -47,7 +56,12 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 		AbortOnFailure: cfg.AbortOnFailure,
 		Retries:        cfg.Retries,
 		Logger:         log,
+		OnEvent:        ready.event,
 	})
+	fallback := cfg.TTL
+	if cfg.AbortOnFailure {
+		fallback = 0
+	}
 
 	return supervisor.Run(ctx, supervisor.Config{
 		Child: supervisor.ChildSpec{
@@ -61,21 +75,28 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 		SignalGroup:   cfg.SignalGroup,
 		Subreaper:     cfg.Subreaper,
 		AbortExitCode: cli.ExitAbort,
-		Logger:        svcLog,
+		Hooks: supervisor.Hooks{
+			Started:  func(int) { ready.started(fallback) },
+			Stopping: ready.stopping,
+		},
+		Logger: svcLog,
 	})
 }
 
 // childEnv is the wrapper's environment without its secrets, plus the
-// service id: the child must never see the registry's API key.
+// service id: the child must never see the registry's API key. It also
+// loses NOTIFY_SOCKET: the wrapper speaks for the unit, and a child's own
+// READY=1 (accepted under NotifyAccess=all) would announce a service that
+// is not registered yet.
 func childEnv(env []string, serviceID string) []string {
-	secret := map[string]bool{ServiceIDEnv: true}
+	drop := map[string]bool{ServiceIDEnv: true, sdnotify.SocketEnv: true}
 	for _, name := range cli.SecretEnv() {
-		secret[name] = true
+		drop[name] = true
 	}
 	out := make([]string, 0, len(env)+1)
 	for _, kv := range env {
 		name, _, _ := strings.Cut(kv, "=")
-		if !secret[name] {
+		if !drop[name] {
 			out = append(out, kv)
 		}
 	}

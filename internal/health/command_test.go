@@ -1,0 +1,442 @@
+package health
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+)
+
+// helperEnv makes the test binary run a helper in a process of its own
+// instead of the tests: becoming a subreaper changes the whole process.
+const helperEnv = "SR_HEALTH_TEST_HELPER"
+
+// waitLimit bounds every wait for a process in these tests.
+const waitLimit = 10 * time.Second
+
+func TestMain(m *testing.M) {
+	switch h := os.Getenv(helperEnv); h {
+	case "":
+		os.Exit(m.Run())
+	case "subreaper":
+		if err := subreaperHelper(); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	default:
+		fmt.Fprintln(os.Stderr, "unknown helper", h)
+		os.Exit(2)
+	}
+}
+
+func newReaper(t *testing.T) *signals.Reaper {
+	t.Helper()
+	r, err := signals.NewReaper(signals.ReaperOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+func debugLogger() (*zap.Logger, *observer.ObservedLogs) {
+	core, logs := observer.New(zap.DebugLevel)
+	return zap.New(core), logs
+}
+
+// commandOutput returns the output that the last run of a command check
+// logged.
+func commandOutput(t *testing.T, logs *observer.ObservedLogs) (output string, truncated bool, status string) {
+	t.Helper()
+	entries := logs.FilterMessage("health check command ended").All()
+	if len(entries) == 0 {
+		t.Fatal("no debug line for the command's end")
+	}
+	f := entries[len(entries)-1].ContextMap()
+	return fmt.Sprint(f["output"]), f["output_truncated"].(bool), fmt.Sprint(f["status"])
+}
+
+func TestCommandCheckHealthyOnExitZeroOnly(t *testing.T) {
+	r := newReaper(t)
+	tests := []struct {
+		argv    []string
+		wantErr string // "" means healthy
+	}{
+		{[]string{"/bin/true"}, ""},
+		{[]string{"true"}, ""},
+		{[]string{"/bin/false"}, "command /bin/false: exited with status 1"},
+		{Shell("exit 3"), "command /bin/sh -c 'exit 3': exited with status 3"},
+		{Shell("kill -TERM $$"), "command /bin/sh -c 'kill -TERM $$': killed by SIGTERM"},
+	}
+	for _, tt := range tests {
+		c, err := Command(tt.argv, CommandOptions{Starter: r})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = checkWithin(t, c, waitLimit)
+		switch {
+		case tt.wantErr == "" && err != nil:
+			t.Errorf("%q: %v, want healthy", tt.argv, err)
+		case tt.wantErr != "" && (err == nil || err.Error() != tt.wantErr):
+			t.Errorf("%q: %v, want %q", tt.argv, err, tt.wantErr)
+		}
+	}
+}
+
+func TestCommandCheckCapturesOutputBoundedAndLogsItAtDebug(t *testing.T) {
+	r := newReaper(t)
+	dir := t.TempDir()
+	tests := []struct {
+		name          string
+		argv          []string
+		opts          CommandOptions
+		wantOutput    string
+		wantTruncated bool
+		wantStatus    string
+	}{
+		{
+			name:       "stdout and stderr",
+			argv:       Shell("echo out; echo err >&2; exit 2"),
+			wantOutput: "out\nerr\n",
+			wantStatus: "exited with status 2",
+		},
+		{
+			name:       "env and dir",
+			argv:       Shell(`echo "$CHECK_VAR"; pwd`),
+			opts:       CommandOptions{Env: []string{"CHECK_VAR=hello"}, Dir: dir},
+			wantOutput: "hello\n" + dir + "\n",
+			wantStatus: "exited with status 0",
+		},
+		{
+			name:       "stdin is empty",
+			argv:       []string{"/bin/cat"},
+			wantOutput: "",
+			wantStatus: "exited with status 0",
+		},
+		{
+			// Far more than a pipe holds: the command must not block.
+			name:          "bounded",
+			argv:          Shell("head -c 1000000 /dev/zero | tr '\\0' a"),
+			opts:          CommandOptions{OutputLimit: 100},
+			wantOutput:    strings.Repeat("a", 100),
+			wantTruncated: true,
+			wantStatus:    "exited with status 0",
+		},
+		{
+			name:          "default bound",
+			argv:          Shell("head -c 10000 /dev/zero | tr '\\0' b"),
+			wantOutput:    strings.Repeat("b", DefaultOutputLimit),
+			wantTruncated: true,
+			wantStatus:    "exited with status 0",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			log, logs := debugLogger()
+			tt.opts.Starter, tt.opts.Logger = r, log
+			c, err := Command(tt.argv, tt.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_ = checkWithin(t, c, waitLimit)
+			out, truncated, status := commandOutput(t, logs)
+			if out != tt.wantOutput || truncated != tt.wantTruncated || status != tt.wantStatus {
+				t.Errorf("output %q (truncated %v), status %q; want %q (truncated %v), %q",
+					out, truncated, status, tt.wantOutput, tt.wantTruncated, tt.wantStatus)
+			}
+		})
+	}
+}
+
+// pids reads the pids a script printed, one a line.
+func pids(t *testing.T, out string) []int {
+	t.Helper()
+	var ps []int
+	for _, f := range strings.Fields(out) {
+		p, err := strconv.Atoi(f)
+		if err != nil {
+			t.Fatalf("output %q: %v", out, err)
+		}
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+// procState is the state letter of pid in /proc, or 0 if it is gone.
+func procState(pid int) byte {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 || i+2 >= len(b) {
+		return 0
+	}
+	return b[i+2]
+}
+
+// waitDead waits until every pid is dead: gone, or a zombie that its
+// parent (not this process, in these tests) has still to reap.
+func waitDead(t *testing.T, ps []int) {
+	t.Helper()
+	deadline := time.Now().Add(waitLimit)
+	for _, p := range ps {
+		for s := procState(p); s != 0 && s != 'Z'; s = procState(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d still running (state %c)", p, s)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func TestCommandCheckKilledWithItsProcessGroupOnTimeout(t *testing.T) {
+	r := newReaper(t)
+	log, logs := debugLogger()
+	// The shell and a background sleep: both in the command's group.
+	c, err := Command(Shell("sleep 30 & echo $!; echo $$; wait"), CommandOptions{Starter: r, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	err = checkWithin(t, c, 300*time.Millisecond)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "killed with its process group") {
+		t.Fatalf("sleeping command: %v, want it killed at the deadline", err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the check took %s with a 300ms timeout", took)
+	}
+	out, _, status := commandOutput(t, logs)
+	if status != "killed by SIGKILL" {
+		t.Errorf("status %q, want killed by SIGKILL", status)
+	}
+	ps := pids(t, out)
+	if len(ps) != 2 {
+		t.Fatalf("pids %v, want the sleep's and the shell's", ps)
+	}
+	waitDead(t, ps)
+}
+
+func TestCommandCheckLeavesNothingBehind(t *testing.T) {
+	r := newReaper(t)
+	log, logs := debugLogger()
+	// Exits at once, but its background sleep holds the output pipe.
+	c, err := Command(Shell("sleep 30 & echo $!"), CommandOptions{Starter: r, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := checkWithin(t, c, waitLimit); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("the check waited %s for its straggler", took)
+	}
+	out, _, _ := commandOutput(t, logs)
+	waitDead(t, pids(t, out))
+}
+
+func TestCommandCheckThroughAClosedReaperFails(t *testing.T) {
+	r := newReaper(t)
+	c, err := Command([]string{"/bin/true"}, CommandOptions{Starter: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = r.Close()
+	if err := checkWithin(t, c, waitLimit); !errors.Is(err, signals.ErrReaperClosed) {
+		t.Fatalf("through a closed reaper: %v, want ErrReaperClosed", err)
+	}
+}
+
+func TestCommandRejects(t *testing.T) {
+	r := newReaper(t)
+	dir := t.TempDir()
+	notExec := filepath.Join(dir, "check.sh")
+	if err := os.WriteFile(notExec, []byte("#!/bin/sh\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		argv    []string
+		opts    CommandOptions
+		wantErr string
+	}{
+		{nil, CommandOptions{Starter: r}, "empty command"},
+		{[]string{""}, CommandOptions{Starter: r}, "empty command"},
+		{[]string{"/bin/true"}, CommandOptions{}, "no ProcessStarter"},
+		{[]string{"/bin/echo", "a\x00b"}, CommandOptions{Starter: r}, `argument "a\x00b" contains a NUL byte`},
+		{[]string{"sr-no-such-command"}, CommandOptions{Starter: r}, `command "sr-no-such-command" not found in $PATH`},
+		{[]string{"./no-such-check"}, CommandOptions{Starter: r}, `command "./no-such-check": stat ./no-such-check: no such file or directory`},
+		{[]string{notExec}, CommandOptions{Starter: r}, "permission denied"},
+		{[]string{"./check.sh"}, CommandOptions{Starter: r, Dir: dir}, "permission denied"},
+		{[]string{dir}, CommandOptions{Starter: r}, "is a directory"},
+	}
+	for _, tt := range tests {
+		_, err := Command(tt.argv, tt.opts)
+		if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+			t.Errorf("Command(%q): %v, want %q", tt.argv, err, tt.wantErr)
+		}
+		if tt.opts.Starter == nil {
+			continue
+		}
+		// The same verdict without a starter, for up-front validation.
+		if verr := ValidateCommand(tt.argv, tt.opts.Dir); verr == nil || err == nil || verr.Error() != err.Error() {
+			t.Errorf("ValidateCommand(%q): %v, want Command's error %v", tt.argv, verr, err)
+		}
+	}
+	if err := ValidateCommand([]string{"true"}, ""); err != nil {
+		t.Errorf("ValidateCommand(true): %v", err)
+	}
+}
+
+func TestCommandRunsRelativeToDir(t *testing.T) {
+	r := newReaper(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "check.sh"), []byte("#!/bin/sh\nexit 4\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Command([]string{"./check.sh"}, CommandOptions{Starter: r, Dir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkWithin(t, c, waitLimit); err == nil || !strings.HasSuffix(err.Error(), "exited with status 4") {
+		t.Fatalf("./check.sh in its dir: %v, want exit status 4", err)
+	}
+}
+
+// As PID 1 or a subreaper the Reaper collects every child with
+// wait4(-1): the check commands must still get their own statuses, while
+// orphans that come and go are reaped beside them.
+func TestCommandChecksThroughASubreaper(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// GORACE: without it every -race binary idles a second at exit.
+	cmd.Env = append(os.Environ(), helperEnv+"=subreaper", "GORACE=atexit_sleep_ms=0")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("subreaper helper: %v\n%s", err, out)
+	}
+	t.Logf("helper:\n%s", out)
+}
+
+func subreaperHelper() error {
+	var mu sync.Mutex
+	orphans := 0
+	r, err := signals.NewReaper(signals.ReaperOptions{Subreaper: true, OnOrphan: func(int, syscall.WaitStatus) {
+		mu.Lock()
+		orphans++
+		mu.Unlock()
+	}})
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	if !r.ReapsOrphans() {
+		return errors.New("a subreaper does not reap orphans")
+	}
+
+	tests := []struct {
+		argv    []string
+		timeout time.Duration
+		wantErr string // "" means healthy
+	}{
+		{[]string{"/bin/true"}, waitLimit, ""},
+		{[]string{"/bin/false"}, waitLimit, "exited with status 1"},
+		{Shell("exit 3"), waitLimit, "exited with status 3"},
+		// Leaves an orphan, which the check kills and the Reaper reaps.
+		{Shell("sleep 5 & exit 0"), waitLimit, ""},
+		{Shell("sleep 5 & exit 5"), waitLimit, "exited with status 5"},
+		{Shell("exec sleep 30"), 100 * time.Millisecond, "killed with its process group"},
+	}
+	checkers := make([]Checker, len(tests))
+	for i, tt := range tests {
+		if checkers[i], err = Command(tt.argv, CommandOptions{Starter: r}); err != nil {
+			return err
+		}
+	}
+	// Several rounds at once, so that wait4(-1) sees many children exit
+	// together.
+	errs := make(chan error, 4*len(tests))
+	var wg sync.WaitGroup
+	for round := range 4 {
+		for i, tt := range tests {
+			wg.Go(func() {
+				ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
+				defer cancel()
+				err := checkers[i].Check(ctx)
+				switch {
+				case tt.wantErr == "" && err != nil:
+					errs <- fmt.Errorf("round %d: %q: %v, want healthy", round, tt.argv, err)
+				case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+					errs <- fmt.Errorf("round %d: %q: %v, want %q", round, tt.argv, err, tt.wantErr)
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	var all []error
+	for err := range errs {
+		all = append(all, err)
+	}
+	if len(all) > 0 {
+		return errors.Join(all...)
+	}
+
+	// Every orphan reaped: no child of this process is left, not even a
+	// zombie.
+	deadline := time.Now().Add(waitLimit)
+	for {
+		kids := childrenOf(os.Getpid())
+		mu.Lock()
+		n := orphans
+		mu.Unlock()
+		if len(kids) == 0 && n >= 8 {
+			fmt.Printf("pid %d: %d checks gave their own statuses; %d orphans reaped; no child left\n",
+				os.Getpid(), 4*len(tests), n)
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d orphans reaped (want at least 8), children left: %v", n, kids)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// childrenOf lists the processes whose parent is pid, zombies included.
+func childrenOf(pid int) []int {
+	var kids []int
+	dirs, _ := os.ReadDir("/proc")
+	for _, d := range dirs {
+		p, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			kids = append(kids, p)
+		}
+	}
+	return kids
+}

@@ -1,12 +1,15 @@
 package cli
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/health"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
@@ -30,6 +33,14 @@ type Wrapper struct {
 	DrainDelay  time.Duration `name:"drain-delay" default:"0s" placeholder:"DURATION" help:"On TERM/INT/QUIT, deregister first, wait this long for clients to move away, then forward the signal. 0: deregister and forward at once."`
 	SignalGroup bool          `name:"signal-group" help:"Forward signals to the child's whole process group instead of the child alone."`
 	Subreaper   bool          `name:"subreaper" help:"Adopt and reap orphaned descendants (PR_SET_CHILD_SUBREAPER), as PID 1 always does."`
+
+	CheckHTTP     string        `name:"check-http" group:"health" placeholder:"URL" help:"Register the service only while GET URL answers 2xx or 3xx."`
+	CheckTCP      string        `name:"check-tcp" group:"health" placeholder:"HOST:PORT" help:"Register the service only while HOST:PORT accepts TCP connections."`
+	CheckCmd      string        `name:"check-cmd" group:"health" placeholder:"'COMMAND ARGS'" help:"Register the service only while COMMAND exits 0. Run without a shell (quotes work as in sh); use \"sh -c '...'\" for pipes or variables."`
+	CheckInterval time.Duration `name:"check-interval" group:"health" default:"5s" placeholder:"DURATION" help:"Time between health checks. Default: ${default}."`
+	CheckTimeout  time.Duration `name:"check-timeout" group:"health" default:"2s" placeholder:"DURATION" help:"A check that takes longer fails. Default: ${default}."`
+	CheckRise     int           `name:"check-rise" group:"health" default:"1" placeholder:"N" help:"Passes in a row that make the service healthy (registered). Default: ${default}."`
+	CheckFall     int           `name:"check-fall" group:"health" default:"3" placeholder:"N" help:"Failures in a row that make it unhealthy (deregistered; the child keeps running). Default: ${default}."`
 
 	LogFormat string `name:"log-format" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (json unless stderr is a terminal)."`
 	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Minimum level of log lines."`
@@ -68,7 +79,22 @@ type WrapperConfig struct {
 
 	Log logging.Options
 
+	// Check is the health check, nil without one.
+	Check *Check
+
 	Command []string
+}
+
+// Check is a validated health check. Exactly one of HTTP, TCP and Command
+// is set. The checker for Command is built by the supervisor, which owns
+// the Reaper that must start and wait for it.
+type Check struct {
+	HTTP    health.Checker
+	TCP     health.Checker
+	Command []string
+
+	Interval, Timeout time.Duration
+	Rise, Fall        int
 }
 
 // Config validates the command line and returns the configuration, or an
@@ -137,6 +163,10 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	if len(command) == 0 || command[0] == "" {
 		return nil, fmt.Errorf("COMMAND: missing; usage: sr-wrapper [flags] [--] COMMAND [ARGS...]")
 	}
+	check, err := w.check()
+	if err != nil {
+		return nil, err
+	}
 	return &WrapperConfig{
 		Service:         api.Service{ID: w.ID, Tags: tags, Metadata: md},
 		SessionMetadata: smd,
@@ -150,9 +180,63 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		SignalGroup:     w.SignalGroup,
 		Subreaper:       w.Subreaper,
 		Log:             logOpts,
+		Check:           check,
 		Command:         command,
 	}, nil
 }
+
+// check validates the health-check flags: at most one check, and timings
+// that make sense for it.
+func (w *Wrapper) check() (*Check, error) {
+	given := 0
+	for _, v := range []string{w.CheckHTTP, w.CheckTCP, w.CheckCmd} {
+		if v != "" {
+			given++
+		}
+	}
+	if given > 1 {
+		return nil, fmt.Errorf("--check-http, --check-tcp, --check-cmd: give one check, not %d", given)
+	}
+	c := &Check{Interval: w.CheckInterval, Timeout: w.CheckTimeout, Rise: w.CheckRise, Fall: w.CheckFall}
+	var checker health.Checker
+	switch {
+	case w.CheckHTTP != "":
+		h, err := health.HTTP(w.CheckHTTP)
+		if err != nil {
+			return nil, fmt.Errorf("--check-http: %w", err)
+		}
+		c.HTTP, checker = h, h
+	case w.CheckTCP != "":
+		t, err := health.TCP(w.CheckTCP)
+		if err != nil {
+			return nil, fmt.Errorf("--check-tcp: %w", err)
+		}
+		c.TCP, checker = t, t
+	case w.CheckCmd != "":
+		argv, err := health.ParseCommand(w.CheckCmd)
+		if err != nil {
+			return nil, fmt.Errorf("--check-cmd: %w", err)
+		}
+		if err := health.ValidateCommand(argv, ""); err != nil {
+			return nil, fmt.Errorf("--check-cmd: %w", err)
+		}
+		c.Command = argv
+		checker = commandPlaceholder(argv)
+	default:
+		return nil, nil
+	}
+	if err := health.Validate(health.Config{Checker: checker, Interval: c.Interval, Timeout: c.Timeout, Rise: c.Rise, Fall: c.Fall}); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// commandPlaceholder stands in for the command checker during validation of
+// the timings; the real one needs the Reaper.
+type commandPlaceholder []string
+
+func (commandPlaceholder) Check(context.Context) error { return nil }
+func (c commandPlaceholder) String() string            { return strings.Join(c, " ") }
 
 // ruleOf drops the field name from an API validation error, for messages
 // that name the flag instead.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +35,14 @@ type Hooks struct {
 	Stopping func()
 }
 
+// Companion is work that runs beside the child for as long as it serves,
+// such as a health check. It starts once the child runs; its context ends
+// when stopping begins or the child exits, and Run waits for it to return
+// before it stops reaping, so that a process it started is still waited
+// for. reaper is the one Reaper of the process: a companion that starts
+// processes must start and wait for them through it.
+type Companion func(ctx context.Context, reaper *signals.Reaper)
+
 // Config is what Run needs. Argv and Registration are required.
 type Config struct {
 	Child        ChildSpec
@@ -59,6 +68,9 @@ type Config struct {
 	// registry cannot hold the wrapper's exit; zero means 3 s. The
 	// session expires by itself anyway.
 	DeregisterTimeout time.Duration
+
+	// Companions run beside the child (see Companion).
+	Companions []Companion
 
 	Hooks  Hooks
 	Logger *zap.Logger
@@ -90,6 +102,9 @@ type run struct {
 	stopSignal syscall.Signal
 	drainTimer *time.Timer
 	aborted    bool
+
+	companionsCancel context.CancelFunc
+	companions       sync.WaitGroup
 }
 
 // Run starts the child at once, keeps it registered beside it, forwards
@@ -160,6 +175,17 @@ func (r *run) run(ctx context.Context) int {
 	r.regDone = regDone
 	go func() { regDone <- r.cfg.Registration.Run(regCtx) }()
 	defer cancel()
+
+	compCtx, compCancel := context.WithCancel(context.Background())
+	r.companionsCancel = compCancel
+	defer compCancel()
+	for _, c := range r.cfg.Companions {
+		r.companions.Add(1)
+		go func() {
+			defer r.companions.Done()
+			c(compCtx, reaper)
+		}()
+	}
 
 	ctxDone := ctx.Done()
 	for {
@@ -249,6 +275,9 @@ func (r *run) forward(s syscall.Signal) {
 // what the wrapper received; TERM becomes the configured stop signal.
 func (r *run) beginStop(sig syscall.Signal) {
 	r.stopping = true
+	// A health check passing during the drain must not bring the service
+	// back.
+	r.companionsCancel()
 	if r.cfg.Hooks.Stopping != nil {
 		r.cfg.Hooks.Stopping()
 	}
@@ -333,10 +362,12 @@ func (r *run) finish() int {
 	if r.drainTimer != nil {
 		r.drainTimer.Stop()
 	}
+	r.companionsCancel()
 	r.startDeregister()
 	if r.deregDone != nil {
 		r.logDeregistered(<-r.deregDone)
 	}
+	r.companions.Wait()
 	if r.aborted {
 		return r.cfg.AbortExitCode
 	}

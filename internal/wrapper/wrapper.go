@@ -14,11 +14,13 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
+	"github.com/sr-wrapper/sr-wrapper/internal/health"
 	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/sdnotify"
+	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 	"github.com/sr-wrapper/sr-wrapper/internal/supervisor"
 )
 
@@ -55,9 +57,14 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 		Session:        registry.SessionOptions{TTL: cfg.TTL, Metadata: cfg.SessionMetadata},
 		AbortOnFailure: cfg.AbortOnFailure,
 		Retries:        cfg.Retries,
+		StartUnhealthy: cfg.Check != nil,
 		Logger:         log,
 		OnEvent:        ready.event,
 	})
+	var companions []supervisor.Companion
+	if cfg.Check != nil {
+		companions = append(companions, healthCheck(cfg.Check, childEnv(os.Environ(), cfg.Service.ID), keeper, svcLog))
+	}
 	fallback := cfg.TTL
 	if cfg.AbortOnFailure {
 		fallback = 0
@@ -75,6 +82,7 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 		SignalGroup:   cfg.SignalGroup,
 		Subreaper:     cfg.Subreaper,
 		AbortExitCode: cli.ExitAbort,
+		Companions:    companions,
 		Hooks: supervisor.Hooks{
 			Started:  func(int) { ready.started(fallback) },
 			Stopping: ready.stopping,
@@ -113,4 +121,37 @@ func openRegistry(conn *cli.ResolvedConnection, log *zap.Logger) (registry.Regis
 		return etcd.New(cfg)
 	}
 	return nil, fmt.Errorf("registry backend %q is not supported", conn.Backend)
+}
+
+// healthCheck runs the check beside the child and adds or removes the
+// service as it passes or fails. The command checker is built here, not
+// during validation, because it must start its processes through the
+// supervisor's Reaper.
+func healthCheck(c *cli.Check, env []string, keeper *heartbeat.Keeper, log *zap.Logger) supervisor.Companion {
+	return func(ctx context.Context, reaper *signals.Reaper) {
+		checker := c.HTTP
+		if checker == nil {
+			checker = c.TCP
+		}
+		if checker == nil {
+			cmd, err := health.Command(c.Command, health.CommandOptions{Starter: reaper, Env: env, Logger: log})
+			if err != nil {
+				log.Error("health check disabled: the service stays unregistered", zap.Error(err))
+				return
+			}
+			checker = cmd
+		}
+		err := health.Run(ctx, health.Config{
+			Checker:  checker,
+			Interval: c.Interval,
+			Timeout:  c.Timeout,
+			Rise:     c.Rise,
+			Fall:     c.Fall,
+			Logger:   log,
+			OnChange: func(healthy bool, _ error) { keeper.SetHealthy(healthy) },
+		})
+		if err != nil {
+			log.Error("health check disabled: the service stays unregistered", zap.Error(err))
+		}
+	}
 }

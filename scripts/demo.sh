@@ -37,17 +37,18 @@ echo "registry at $URL"
 export SR_REGISTRY_URL=$URL SR_USERNAME=demo SR_API_KEY=demo-key
 
 say "2. Follow the registry's events feed (srctl events follow)"
-"$BIN/srctl" events follow 2>"$WORK/follow.err" | sed 's/^/   [events] /' &
+"$BIN/srctl" events follow 2>"$WORK/follow.err" | tee "$WORK/events" | sed -u 's/^/   [events] /' &
 PIDS+=($!)
 
 say "3. Run a real program under sr-wrapper: a second sr-registry, as service 'demo-web'"
 "$BIN/sr-wrapper" --id=demo-web --tags=demo,http --metadata=owner=demo,env=local \
 	--interval=5 --log-format=console -- \
 	"$BIN/sr-registry" --dev --listen 127.0.0.1:0 --data-dir "$WORK/child" --log-format console 2>&1 |
-	sed 's/^/   [wrapper] /' &
+	sed -u 's/^/   [wrapper] /' &
 WRAPPER_PIPE=$!
 PIDS+=($WRAPPER_PIPE)
 wait_for demo-web "$BIN/srctl" services list
+wait_for service.join cat "$WORK/events"
 
 say "4. The service is registered while the program runs (srctl services list)"
 "$BIN/srctl" services list
@@ -61,11 +62,24 @@ wait "$WRAPPER_PIPE" || true
 say "6. A program that crashes (exit 3): deregistered at once, and its exit code is the wrapper's"
 set +e
 "$BIN/sr-wrapper" --id=demo-crash --tags=demo --interval=5 --log-format=console -- \
-	sh -c 'echo "   [child] working for a second, then failing"; sleep 1; exit 3' 2>&1 | sed 's/^/   [wrapper] /'
+	sh -c 'echo "   [child] working for a second, then failing"; sleep 1; exit 3' 2>&1 | sed -u 's/^/   [wrapper] /'
 code=${PIPESTATUS[0]}
 set -e
 echo "sr-wrapper exited with $code (the child's own code)"
 "$BIN/srctl" services list
 
-sleep 0.5 # let the follower print the last events
-say "Done. The events above show each service joining; leaving by deregistration adds no timeout event."
+wait_for demo-crash cat "$WORK/events"
+
+say "7. If the wrapper itself dies (kill -9), nobody deregisters: the session times out (3 s) instead"
+"$BIN/sr-wrapper" --id=demo-orphan --tags=demo --interval=3 --log-format=console -- sleep 30 2>/dev/null &
+ORPHAN_WRAPPER=$!
+PIDS+=($ORPHAN_WRAPPER)
+wait_for demo-orphan "$BIN/srctl" services list
+ORPHAN_CHILD=$(pgrep -P "$ORPHAN_WRAPPER" sleep)
+kill -9 "$ORPHAN_WRAPPER"
+wait "$ORPHAN_WRAPPER" 2>/dev/null || true
+kill "$ORPHAN_CHILD" # nobody else would stop it now
+wait_for services.timeout cat "$WORK/events"
+"$BIN/srctl" services list
+
+say "Done: services join when their program starts, leave the moment it stops, and time out if the wrapper itself dies."

@@ -47,14 +47,19 @@ fuzz:
 bench:
 	./scripts/bench.sh
 
+# Static linux/amd64 and linux/arm64 binaries with version, commit and date
+# (--version prints them) in $(DIST), with their SHA256SUMS. DIST may be any
+# directory; internal/packaging's test builds into a temporary one.
+DIST      ?= dist
+RELEASE_ARCHES := amd64 arm64
 release:
-	@mkdir -p dist
-	for arch in amd64 arm64; do \
+	@mkdir -p $(DIST)
+	for arch in $(RELEASE_ARCHES); do \
 	  for cmd in $(CMDS); do \
-	    CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o dist/$$cmd-linux-$$arch ./cmd/$$cmd || exit 1; \
+	    CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(DIST)/$$cmd-linux-$$arch ./cmd/$$cmd || exit 1; \
 	  done; \
 	done
-	cd dist && sha256sum * > SHA256SUMS
+	cd $(DIST) && sha256sum $(foreach arch,$(RELEASE_ARCHES),$(addsuffix -linux-$(arch),$(CMDS))) > SHA256SUMS
 
 clean:
 	rm -rf $(BIN) dist

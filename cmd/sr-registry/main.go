@@ -12,12 +12,12 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"github.com/alecthomas/kong"
 	"go.uber.org/zap"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
@@ -129,17 +129,7 @@ func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger)
 	return srv.Serve(ctx, l)
 }
 
-// version is the module version and VCS revision recorded in the binary.
+// version is what release builds recorded (see internal/buildinfo).
 func version() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "sr-registry (unknown version)"
-	}
-	v := "sr-registry " + bi.Main.Version
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			v += " " + s.Value
-		}
-	}
-	return v + " " + bi.GoVersion
+	return "sr-registry " + buildinfo.Get().String()
 }

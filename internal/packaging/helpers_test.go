@@ -1,0 +1,387 @@
+package packaging_test
+
+import (
+	"bufio"
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/cli"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
+	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+)
+
+// Bounds of the waits. Generous: they only matter when something is
+// wrong, and the machine may be compiling next to the tests.
+const (
+	buildWait = 5 * time.Minute  // one go build, cold cache
+	startWait = 20 * time.Second // a process is up, a service registered
+	eventWait = 10 * time.Second // something that follows at once
+	exitWait  = 30 * time.Second // a process exits after being asked to
+)
+
+// testUser and testKey are the credentials the wrapped runs use; the
+// registries run in dev mode, where any pair is accepted and the username
+// is its own tenant.
+const (
+	testUser = "ops"
+	testKey  = "key"
+)
+
+// moduleRoot is the directory of go.mod: the tests build from there and
+// read the packaging files there.
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("find the module root: %v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("find the module root: no go.mod above the test's directory")
+		}
+		dir = parent
+	}
+}
+
+// readRepoFile reads a file of the repository, by its slash path.
+func readRepoFile(t *testing.T, root, rel string) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(rel)))
+	if err != nil {
+		t.Fatalf("read %s: %v", rel, err)
+	}
+	return string(b)
+}
+
+// goCommand runs the go command in the module root with extra environment
+// variables, failing the test with its output if it fails.
+func goCommand(t *testing.T, root string, env []string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), buildWait)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), env...)
+	start := time.Now()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s go %s: %v\n%s", strings.Join(env, " "), strings.Join(args, " "), err, out)
+	}
+	t.Logf("go %s: %s", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+}
+
+// buildStatic builds pkg (a ./relative package of the module) with cgo
+// off, as every shipped binary is built, into dir, and returns its path.
+// -trimpath matches the Dockerfile and the Makefile, so the compiled
+// packages are shared with those builds in Go's cache.
+func buildStatic(t *testing.T, root, dir, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(dir, filepath.Base(pkg))
+	goCommand(t, root, []string{"CGO_ENABLED=0"}, "build", "-trimpath", "-o", bin, pkg)
+	return bin
+}
+
+// hostMachine is the ELF machine of the binaries this host runs.
+func hostMachine(t *testing.T) elf.Machine {
+	t.Helper()
+	switch runtime.GOARCH {
+	case "amd64":
+		return elf.EM_X86_64
+	case "arm64":
+		return elf.EM_AARCH64
+	}
+	t.Skipf("the packaging tests know the ELF machine of amd64 and arm64 only, not %s", runtime.GOARCH)
+	return 0
+}
+
+// checkStaticELF reports why path is not a static ELF executable for
+// machine: a program interpreter (the dynamic loader), a dynamic segment
+// or a needed shared library would each make it fail in an image without
+// libc, such as distroless/static or scratch.
+func checkStaticELF(path string, machine elf.Machine) error {
+	f, err := elf.Open(path)
+	if err != nil {
+		return fmt.Errorf("read ELF %s: %w", path, err)
+	}
+	defer f.Close()
+	if f.Machine != machine {
+		return fmt.Errorf("%s: ELF machine %s, want %s", path, f.Machine, machine)
+	}
+	if f.Type != elf.ET_EXEC {
+		return fmt.Errorf("%s: ELF type %s, want an executable (%s)", path, f.Type, elf.ET_EXEC)
+	}
+	for _, p := range f.Progs {
+		switch p.Type {
+		case elf.PT_INTERP:
+			return fmt.Errorf("%s: has a program interpreter (PT_INTERP): dynamically linked", path)
+		case elf.PT_DYNAMIC:
+			return fmt.Errorf("%s: has a dynamic segment (PT_DYNAMIC): dynamically linked", path)
+		}
+	}
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		return fmt.Errorf("%s: read DT_NEEDED: %w", path, err)
+	}
+	if len(libs) > 0 {
+		return fmt.Errorf("%s: needs shared libraries %v", path, libs)
+	}
+	return nil
+}
+
+// errOutputEnded is returned by lineLog's waits when every writer has
+// closed the pipe.
+var errOutputEnded = errors.New("the output ended")
+
+// lineLog collects the lines of a pipe as they arrive and lets a test
+// wait for those it expects.
+type lineLog struct {
+	mu      sync.Mutex
+	lines   []string
+	eof     bool
+	changed chan struct{} // closed, and replaced, at each line and at EOF
+}
+
+// readLines reads r to its end in the background.
+func readLines(r io.Reader) *lineLog {
+	l := &lineLog{changed: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.lines = append(l.lines, sc.Text())
+			close(l.changed)
+			l.changed = make(chan struct{})
+			l.mu.Unlock()
+		}
+		l.mu.Lock()
+		l.eof = true
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.mu.Unlock()
+	}()
+	return l
+}
+
+// waitN waits until n lines match, and returns the first n of them.
+func (l *lineLog) waitN(timeout time.Duration, n int, match func(string) bool) ([]string, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		l.mu.Lock()
+		var found []string
+		for _, s := range l.lines {
+			if match(s) {
+				found = append(found, s)
+				if len(found) == n {
+					break
+				}
+			}
+		}
+		eof, changed := l.eof, l.changed
+		l.mu.Unlock()
+		switch {
+		case len(found) == n:
+			return found, nil
+		case eof:
+			return found, errOutputEnded
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return found, fmt.Errorf("not within %s", timeout)
+		}
+	}
+}
+
+// wait waits for the first line that matches.
+func (l *lineLog) wait(timeout time.Duration, match func(string) bool) (string, error) {
+	found, err := l.waitN(timeout, 1, match)
+	if err != nil {
+		return "", err
+	}
+	return found[0], nil
+}
+
+func (l *lineLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return strings.Join(l.lines, "\n")
+}
+
+// hasPrefix matches lines that start with p.
+func hasPrefix(p string) func(string) bool {
+	return func(s string) bool { return strings.HasPrefix(s, p) }
+}
+
+// logMsg matches the JSON log lines whose message is msg.
+func logMsg(msg string) func(string) bool {
+	return func(s string) bool {
+		e := logEntry(s)
+		return e != nil && e["msg"] == msg
+	}
+}
+
+// logEntry decodes a JSON log line, nil for any other line.
+func logEntry(s string) map[string]any {
+	var e map[string]any
+	if json.Unmarshal([]byte(s), &e) != nil {
+		return nil
+	}
+	return e
+}
+
+// waitUntil polls cond until it returns nil, and fails the test with its
+// last error after timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s: %v", what, timeout, err)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// registryClient is a client of reg with the credentials of the wrapped
+// runs, so it sees their tenant.
+func registryClient(t *testing.T, reg *registrytest.Registry) *srapi.Client {
+	t.Helper()
+	c, err := srapi.NewClient(srapi.Config{RegistryURL: reg.URL, Username: testUser, APIKey: testKey})
+	if err != nil {
+		t.Fatalf("client of %s: %v", reg.URL, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// waitRegistered waits until the service id is in the registry and
+// returns it.
+func waitRegistered(t *testing.T, c *srapi.Client, id string) *api.Service {
+	t.Helper()
+	var svc *api.Service
+	waitUntil(t, startWait, "service "+id+" registered", func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		defer cancel()
+		s, err := c.GetService(ctx, id)
+		if err != nil {
+			return err
+		}
+		svc = s
+		return nil
+	})
+	return svc
+}
+
+// checkDeregistered checks, at once, that neither the service nor its
+// session is left: the wrapper deletes the session before it exits, so
+// nothing may linger until the heartbeat timeout.
+func checkDeregistered(t *testing.T, c *srapi.Client, svc *api.Service) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+	defer cancel()
+	if s, err := c.GetService(ctx, svc.ID); !srapi.IsNotFound(err) {
+		t.Errorf("service %s after the wrapper exited: %+v, %v; want it gone (404)", svc.ID, s, err)
+	}
+	if s, err := c.GetSession(ctx, svc.SessionID); !srapi.IsNotFound(err) {
+		t.Errorf("session %s after the wrapper exited: %+v, %v; want it deleted (404)", svc.SessionID, s, err)
+	}
+}
+
+// shellWords splits a command line as sh would for the simple forms the
+// packaging files use: blanks separate words, '…' and "…" group (with \"
+// and \\ inside double quotes), and nothing is expanded. It fails on what
+// it does not understand rather than guess.
+func shellWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			end := strings.IndexByte(s[i+1:], '\'')
+			if end < 0 {
+				return nil, fmt.Errorf("unterminated ' in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+end])
+			i += end + 1
+			inWord = true
+		case c == '"':
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && (s[i+1] == '"' || s[i+1] == '\\') {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated \" in %q", s)
+			}
+			inWord = true
+		case c == '\\' || c == '`' || c == '|' || c == '&' || c == ';' || c == '<' || c == '>':
+			return nil, fmt.Errorf("%q: %c is beyond this test's simple shell splitting", s, c)
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}
+
+// parseWrapperWithEnv parses and validates a wrapper command line (without
+// the program name) the way sr-wrapper does at start, in a process whose
+// environment holds exactly env of the SR_* variables, as the unit or
+// program section would give it. The environment is the test's own
+// (t.Setenv): the flag parser reads SR_REGISTRY_URL, SR_USERNAME and
+// SR_DEBUG from the process environment itself, not through getenv.
+func parseWrapperWithEnv(t *testing.T, args []string, env map[string]string) (*cli.WrapperConfig, error) {
+	t.Helper()
+	for _, kv := range os.Environ() {
+		if k, _, _ := strings.Cut(kv, "="); strings.HasPrefix(k, "SR_") {
+			t.Setenv(k, "")
+			_ = os.Unsetenv(k) // t.Setenv restores it at the end
+		}
+	}
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	var stdout, stderr strings.Builder
+	cfg, err := cli.ParseWrapper(args, buildinfo.Info{Version: "test"}, os.Getenv, &stdout, &stderr)
+	if err != nil && stdout.Len()+stderr.Len() > 0 {
+		return nil, fmt.Errorf("%w (printed %q)", err, stdout.String()+stderr.String())
+	}
+	return cfg, err
+}

@@ -54,7 +54,7 @@ func parse(target any, name, description string, args []string, version buildinf
 		kong.Writers(stdout, stderr),
 		kong.Exit(func(code int) { exitCode = code; panic(exitSentinel{}) }),
 		kong.Vars{
-			"version":          version.String(),
+			"version":          name + " " + version.String(),
 			"default_registry": srapi.DefaultRegistryURL,
 		},
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: false}),

@@ -445,6 +445,7 @@ func (k *Keeper) heartbeat(ctx context.Context) error {
 		k.hbFailures = 0
 		k.overdue = false
 		k.hbRetry.Reset()
+		k.retry.Reset() // an outage's long backoff must not delay the next recovery
 		k.deadline = now.Add(k.sess.TTL())
 		k.nextHeartbeat = now.Add(k.heartbeatInterval())
 		return nil

@@ -398,7 +398,7 @@ func TestHelpOnEveryCommandHasAnExample(t *testing.T) {
 		t.Errorf("--help shows a hidden or etcd flag:\n%s", r.stdout)
 	}
 	r = h.runRaw("--version")
-	if r.code != 0 || r.stdout != "v9.9.9-test (commit abc, built today)\n" {
+	if r.code != 0 || r.stdout != "srctl v9.9.9-test (commit abc, built today)\n" {
 		t.Errorf("--version: exit %d, %q", r.code, r.stdout)
 	}
 }

@@ -101,7 +101,11 @@ type run struct {
 	stopSent   bool
 	stopSignal syscall.Signal
 	drainTimer *time.Timer
-	aborted    bool
+	// drainPending: stopping with a drain delay, whose timer starts only
+	// once deregistration has ended, so that a slow registry cannot let
+	// the signal reach the child while clients are still sent to it.
+	drainPending bool
+	aborted      bool
 
 	companionsCancel context.CancelFunc
 	companions       sync.WaitGroup
@@ -211,18 +215,15 @@ func (r *run) run(ctx context.Context) int {
 		case err := <-r.deregDone:
 			r.deregDone = nil
 			r.logDeregistered(err)
-			if r.drainTimer != nil {
-				r.l().Info("draining before the child is asked to stop", zap.Duration("drain_delay", r.cfg.DrainDelay))
+			if r.drainPending {
+				r.startDrain()
 			}
 		case <-drain:
 			r.drainTimer = nil
 			r.sendStop()
 		case res := <-r.stopDone:
 			r.stopDone = nil
-			if res.Killed {
-				r.l().Warn("child did not exit within the stop timeout; killed its process group",
-					zap.Duration("stop_timeout", r.cfg.StopTimeout))
-			}
+			r.logStopResult(res)
 		case <-child.Done():
 			return r.finish()
 		}
@@ -242,11 +243,14 @@ func (r *run) onSignal(sig os.Signal) {
 		r.beginStop(s)
 		return
 	}
-	if isStopSignal(sig) && r.drainTimer != nil {
+	if isStopSignal(sig) && (r.drainTimer != nil || r.drainPending) {
 		// A second stop signal while draining means "now".
 		r.l().Info("second stop signal while draining; stopping the child now", zap.String("signal", signals.Name(s)))
-		r.drainTimer.Stop()
-		r.drainTimer = nil
+		if r.drainTimer != nil {
+			r.drainTimer.Stop()
+			r.drainTimer = nil
+		}
+		r.drainPending = false
 		r.sendStop()
 		return
 	}
@@ -287,10 +291,23 @@ func (r *run) beginStop(sig syscall.Signal) {
 	}
 	r.stopSignal = sig
 	if r.cfg.DrainDelay > 0 && !r.aborted {
-		r.drainTimer = time.NewTimer(r.cfg.DrainDelay)
+		// The delay counts from the end of deregistration, not from now
+		// (design: deregister, wait D, then forward).
+		r.drainPending = true
+		if r.deregDone == nil {
+			r.startDrain() // deregistration already over
+		}
 		return
 	}
 	r.sendStop()
+}
+
+// startDrain starts the drain delay once the service is out of the
+// registry.
+func (r *run) startDrain() {
+	r.drainPending = false
+	r.drainTimer = time.NewTimer(r.cfg.DrainDelay)
+	r.l().Info("draining before the child is asked to stop", zap.Duration("drain_delay", r.cfg.DrainDelay))
 }
 
 // sendStop sends the stop signal and escalates to SIGKILL after the stop
@@ -351,6 +368,13 @@ func (r *run) logDeregistered(err error) {
 	log.Info("deregistered")
 }
 
+func (r *run) logStopResult(res StopResult) {
+	if res.Killed {
+		r.l().Warn("child did not exit within the stop timeout; killed its process group",
+			zap.Duration("stop_timeout", r.cfg.StopTimeout))
+	}
+}
+
 // finish runs once the child has exited: deregister if not done yet, and
 // compute the exit status.
 func (r *run) finish() int {
@@ -364,6 +388,13 @@ func (r *run) finish() int {
 	}
 	r.companionsCancel()
 	r.startDeregister()
+	if r.stopDone != nil {
+		// StopChild returns as soon as the child has exited, and only
+		// then: without this wait the child's exit always won the race
+		// and a SIGKILL after the stop timeout was never logged.
+		r.logStopResult(<-r.stopDone)
+		r.stopDone = nil
+	}
 	if r.deregDone != nil {
 		r.logDeregistered(<-r.deregDone)
 	}

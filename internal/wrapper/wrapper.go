@@ -30,7 +30,7 @@ const ServiceIDEnv = "SR_SERVICE_ID"
 // Run runs the wrapped command and returns the wrapper's exit status.
 func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
 	svcLog := log.With(zap.String("service", cfg.Service.ID))
-	reg, err := openRegistry(cfg.Connection, log)
+	reg, err := openRegistry(cfg.Connection, svcLog)
 	if err != nil {
 		// Validation has checked what can be checked; this is rare (an
 		// unreadable certificate file, say). Fail before the child starts.

@@ -35,13 +35,13 @@ ARG COMMIT=unknown
 ARG DATE=unknown
 RUN CGO_ENABLED=0 go build -trimpath \
       -ldflags "-s -w -X github.com/sr-wrapper/sr-wrapper/internal/buildinfo.version=${VERSION} -X github.com/sr-wrapper/sr-wrapper/internal/buildinfo.commit=${COMMIT} -X github.com/sr-wrapper/sr-wrapper/internal/buildinfo.date=${DATE}" \
-      -o /out/ ./cmd/sr-wrapper ./cmd/sr-registry ./cmd/srctl
+      -o /out/ ./cmd/sr-wrapper ./cmd/sr-wrapper-etcd ./cmd/sr-registry ./cmd/srctl
 
 # The wrapper alone, for COPY --from into other images. distroless/static
 # brings CA certificates (https registries) and a nonroot user; the wrapper
 # runs the child as whatever user the final image says.
 FROM gcr.io/distroless/static-debian12:nonroot AS sr-wrapper
-COPY --from=build /out/sr-wrapper /out/srctl /
+COPY --from=build /out/sr-wrapper /out/sr-wrapper-etcd /out/srctl /
 USER nonroot
 ENTRYPOINT ["/sr-wrapper"]
 

@@ -67,18 +67,22 @@ func runTests(m *testing.M) int {
 	return m.Run()
 }
 
-// buildAll builds the three programs in one go command, so that they share
+// etcdWrapperPackage is the wrapper with the etcd backend, which
+// sr-wrapper execs for etcd:// registries; it must sit next to sr-wrapper.
+const etcdWrapperPackage = "github.com/sr-wrapper/sr-wrapper/cmd/sr-wrapper-etcd"
+
+// buildAll builds the programs in one go command, so that they share
 // one load of the module; with race the wrapper gets a build of its own.
 func buildAll(ctx context.Context, dir string, race bool) error {
 	pkgs := []string{fakeprocPackage, registrytest.RegistryPackage}
 	if !race {
-		pkgs = append(pkgs, wrapperPackage)
+		pkgs = append(pkgs, wrapperPackage, etcdWrapperPackage)
 	}
 	if err := goBuild(ctx, dir, nil, pkgs...); err != nil {
 		return err
 	}
 	if race {
-		return goBuild(ctx, dir, []string{"-race"}, wrapperPackage)
+		return goBuild(ctx, dir, []string{"-race"}, wrapperPackage, etcdWrapperPackage)
 	}
 	return nil
 }

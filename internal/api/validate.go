@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 	"unicode/utf8"
 )
 
@@ -25,8 +26,9 @@ const (
 )
 
 var (
-	serviceIDPattern       = regexp.MustCompile(`(?i)` + serviceIDRule)
-	configurationIDPattern = regexp.MustCompile(configurationIDRuleCI)
+	// Compiled on first use: it is large (2 ms and 360 KB at every start
+	// of every binary), and the wrapper never needs it.
+	configurationIDPattern = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(configurationIDRuleCI) })
 )
 
 // ValidationError says which field broke which rule. Its Error text is what
@@ -44,12 +46,27 @@ func invalid(field, format string, args ...any) error {
 }
 
 // ValidateServiceID checks a service id against ^[a-z0-9_\-\.]{3,65}$,
-// case-insensitively.
+// case-insensitively. By hand rather than with a regexp: compiling that
+// one cost every start of the wrapper 0.6 ms.
 func ValidateServiceID(id string) error {
-	if !serviceIDPattern.MatchString(id) {
+	if !validServiceID(id) {
 		return invalid("id", "must match %s (case-insensitive), got %q", serviceIDRule, id)
 	}
 	return nil
+}
+
+func validServiceID(id string) bool {
+	if len(id) < 3 || len(id) > 65 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_', c == '-', c == '.':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // ValidateSessionID checks a session id: 1..15 characters.
@@ -109,7 +126,7 @@ func ValidateConfigurationID(id string) error {
 	if n < MinConfigIDLen || n > MaxConfigIDLen {
 		return invalid("configuration id", "must be %d..%d characters long, got %d", MinConfigIDLen, MaxConfigIDLen, n)
 	}
-	if !configurationIDPattern.MatchString(id) {
+	if !configurationIDPattern().MatchString(id) {
 		return invalid("configuration id", "must match %s (case-insensitive), got %q", configurationIDRule, truncate(id))
 	}
 	return nil

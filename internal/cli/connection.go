@@ -8,7 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 )
 
@@ -59,7 +59,7 @@ type ResolvedConnection struct {
 	Debug       bool
 
 	// Etcd is the etcd backend's configuration, for BackendEtcd.
-	Etcd *etcd.Config
+	Etcd *etcdconf.Config
 }
 
 // Resolve validates the connection flags and reads the secrets from their
@@ -133,20 +133,15 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 		_ = client.Close()
 	}
 	if r.Backend == BackendEtcd {
-		cfg, err := etcd.ParseURL(c.Registry)
+		cfg, err := etcdconf.ParseURL(c.Registry)
 		if err != nil {
 			return nil, err
 		}
 		cfg.CACert, cfg.Cert, cfg.Key = c.EtcdCACert, c.EtcdCert, c.EtcdKey
 		cfg.Username, cfg.Password = c.EtcdUsername, pw
-		// New checks the combination and loads the TLS files, without
-		// connecting: a bad file is a usage error, found before anything
-		// starts.
-		reg, err := etcd.New(cfg)
-		if err != nil {
+		if err := cfg.Validate(); err != nil {
 			return nil, err
 		}
-		_ = reg.Close()
 		r.Etcd = &cfg
 	} else if c.EtcdCACert != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUsername != "" || pw != "" {
 		return nil, fmt.Errorf("--etcd-*: only apply to an etcd:// registry, not %q", c.Registry)

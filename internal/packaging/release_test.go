@@ -65,7 +65,7 @@ func TestReleaseBuildsStaticBinariesWithVersion(t *testing.T) {
 	}
 
 	machines := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
-	commands := []string{"sr-wrapper", "sr-registry", "srctl"}
+	commands := []string{"sr-wrapper", "sr-wrapper-etcd", "sr-registry", "srctl"}
 	var want []string
 	for arch, machine := range machines {
 		for _, c := range commands {

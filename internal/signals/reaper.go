@@ -24,9 +24,12 @@ var (
 
 // safetyInterval is how often the Reaper looks for exited children without
 // being told. SIGCHLD makes this redundant in a correct program; it is there
-// so that a lost subscription (someone's signal.Reset(SIGCHLD)) costs a
-// second of delay rather than a wrapper that never sees its child exit.
-const safetyInterval = time.Second
+// so that a lost subscription (someone's signal.Reset(SIGCHLD)) costs ten
+// seconds of delay rather than a wrapper that never sees its child exit.
+// It was one second, but each pass wakes the idle wrapper (and the Go
+// runtime's sysmon with it): bench/wrapper measured that pass at about a
+// quarter of the idle wrapper's CPU at --interval 3 (docs/BENCHMARKS.md).
+const safetyInterval = 10 * time.Second
 
 // WaitResult is how a process started through a Reaper ended.
 type WaitResult struct {

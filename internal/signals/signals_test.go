@@ -105,8 +105,10 @@ func TestForwardedLeavesOutWhatMustNotBeForwarded(t *testing.T) {
 // exit, TERM and HUP would exit, TSTP would stop it). One at a time: the
 // kernel discards a pending CONT when a TSTP is generated, and the reverse.
 func TestSubscribeDeliversEveryForwardedSignal(t *testing.T) {
-	c, stop := Subscribe()
-	defer stop()
+	sub := Subscribe()
+	defer sub.Stop()
+	sub.AddRealtime()
+	c := sub.C()
 
 	// Caught, so a broken stdout cannot kill the wrapper, but not delivered.
 	if err := syscall.Kill(os.Getpid(), syscall.SIGPIPE); err != nil {

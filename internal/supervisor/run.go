@@ -136,8 +136,9 @@ func Run(ctx context.Context, cfg Config) int {
 func (r *run) run(ctx context.Context) int {
 	// Subscribe before the child exists: until then Go's defaults would
 	// let a TERM end the wrapper silently and strand the child.
-	sigs, unsubscribe := signals.Subscribe()
-	defer unsubscribe()
+	sub := signals.Subscribe()
+	defer sub.Stop()
+	sigs := sub.C()
 
 	reaper, err := signals.NewReaper(signals.ReaperOptions{
 		Subreaper: r.cfg.Subreaper,
@@ -166,6 +167,7 @@ func (r *run) run(ctx context.Context) int {
 		return code
 	}
 	r.child = child
+	sub.AddRealtime() // after the start: it costs the child nothing here
 	r.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", r.cfg.Child.Argv),
 		zap.Bool("reaps_orphans", reaper.ReapsOrphans()))
 	if r.cfg.Hooks.Started != nil {

@@ -3,6 +3,7 @@ package wrapper_test
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -163,5 +164,25 @@ func TestSystemdNotifyReadyEvenWhenRegistryIsDown(t *testing.T) {
 	receive(t, notes, "STOPPING=1")
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("wrapper: %v", err)
+	}
+}
+
+// The lean sr-wrapper hands etcd:// registries to sr-wrapper-etcd; without
+// it, the user gets one clear line and exit 2, and nothing starts.
+func TestEtcdRegistryWithoutEtcdWrapperIsAUsageError(t *testing.T) {
+	marker := filepath.Join(t.TempDir(), "started")
+	cmd := exec.Command(bins.wrapper, "--id=etcd-missing", "--registry=etcd://127.0.0.1:2379/sr", "--",
+		"sh", "-c", "touch "+marker)
+	cmd.Env = append(os.Environ(), "PATH=/usr/bin:/bin")
+	out, err := cmd.CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 {
+		t.Fatalf("wrapper: %v, want exit status 2; output:\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "sr-wrapper-etcd, which is not installed") {
+		t.Errorf("output does not explain what is missing:\n%s", out)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command was started")
 	}
 }

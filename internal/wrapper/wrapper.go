@@ -1,7 +1,8 @@
 // Package wrapper wires a validated sr-wrapper command line into a run: it
 // opens the registry backend, builds the heartbeat Keeper and the child's
 // environment, and hands them to the supervisor. It holds no logic of its
-// own beyond that assembly; cmd/sr-wrapper calls Run.
+// own beyond that assembly; cmd/sr-wrapper and cmd/sr-wrapper-etcd call
+// Main.
 package wrapper
 
 import (
@@ -17,7 +18,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/health"
 	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
-	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/sdnotify"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
@@ -27,10 +28,19 @@ import (
 // ServiceIDEnv is set in the child's environment to the service id.
 const ServiceIDEnv = "SR_SERVICE_ID"
 
+// Backends are the optional registry backends a binary links; the HTTP
+// backend is always there. The etcd client brings gRPC and protobuf, whose
+// start-up costs every start milliseconds and megabytes, so sr-wrapper
+// leaves it to sr-wrapper-etcd and hands etcd:// registries over to it.
+type Backends struct {
+	// Etcd opens the etcd backend; nil when the binary lacks it.
+	Etcd func(cfg etcdconf.Config, log *zap.Logger) (registry.Registry, error)
+}
+
 // Run runs the wrapped command and returns the wrapper's exit status.
-func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger) int {
+func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends Backends) int {
 	svcLog := log.With(zap.String("service", cfg.Service.ID))
-	reg, err := openRegistry(cfg.Connection, svcLog)
+	reg, err := openRegistry(cfg.Connection, backends, svcLog)
 	if err != nil {
 		// Validation has checked what can be checked; this is rare (an
 		// unreadable certificate file, say). Fail before the child starts.
@@ -111,14 +121,12 @@ func childEnv(env []string, serviceID string) []string {
 	return append(out, ServiceIDEnv+"="+serviceID)
 }
 
-func openRegistry(conn *cli.ResolvedConnection, log *zap.Logger) (registry.Registry, error) {
-	switch conn.Backend {
-	case cli.BackendHTTP:
+func openRegistry(conn *cli.ResolvedConnection, backends Backends, log *zap.Logger) (registry.Registry, error) {
+	switch {
+	case conn.Backend == cli.BackendHTTP:
 		return srapi.New(conn.SRAPIConfig(log, "sr-wrapper/"+buildinfo.Get().Version))
-	case cli.BackendEtcd:
-		cfg := *conn.Etcd
-		cfg.Logger = log
-		return etcd.New(cfg)
+	case conn.Backend == cli.BackendEtcd && backends.Etcd != nil:
+		return backends.Etcd(*conn.Etcd, log)
 	}
 	return nil, fmt.Errorf("registry backend %q is not supported", conn.Backend)
 }

@@ -36,7 +36,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
@@ -74,11 +73,11 @@ var ErrClosed = fmt.Errorf("etcd registry closed: %w", registry.ErrPermanent)
 // call's context and Config.DialTimeout, and a failed connection is tried
 // again by the next call.
 func New(cfg Config) (*Registry, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
-	tc, err := cfg.tlsConfig()
+	tc, err := cfg.TLSConfig()
 	if err != nil {
 		return nil, err
 	}
@@ -87,19 +86,6 @@ func New(cfg Config) (*Registry, error) {
 
 // String returns the registry in --registry URL form, without credentials.
 func (r *Registry) String() string { return r.name }
-
-// String returns cfg in --registry URL form, without credentials.
-func (c Config) String() string {
-	scheme := "etcd"
-	if c.usesTLS() {
-		scheme = "etcds"
-	}
-	prefix := c.Prefix
-	if prefix == "" {
-		prefix = DefaultPrefix
-	}
-	return scheme + "://" + strings.Join(c.Endpoints, ",") + prefix
-}
 
 // Prefix returns the key prefix, such as "/sr".
 func (r *Registry) Prefix() string { return r.cfg.Prefix }

@@ -1,17 +1,26 @@
 // Command registryload is the load benchmark of sr-registry: it starts a
-// real server in this process (loopback, temporary data dir), creates
+// real server (internal/server, loopback, temporary data dir), creates
 // -sessions sessions spread over -tenants dev-mode tenants, and heartbeats
 // them over -conns persistent keep-alive connections, first as fast as the
 // connections go (saturation), then at a fixed -rate. It reports
-// heartbeats/s, p50/p99/max latency, and the server's heap per session.
+// heartbeats/s, latency percentiles, the server's heap and stacks per
+// session, and what an idle keep-alive connection costs the server.
+//
+// By default the server runs in this process: one Go scheduler shares the
+// two CPUs between server and load generator, and the heap figure is exact.
+// With -separate-process it runs in a child process (this program
+// re-executed), which isolates the server's heap and CPU time (reported
+// per heartbeat) but makes the two processes compete for the CPUs through
+// the OS scheduler.
 //
 // It is a measurement tool, not a test: it is bounded by -sessions and
 // -duration, talks only to 127.0.0.1, and exits non-zero when a heartbeat
 // fails or a session is lost. The client speaks HTTP/1.1 over raw TCP
 // (like wrk) so that the load generator costs as little CPU as possible
-// on the two cores it shares with the server.
+// on the CPUs it shares with the server.
 //
 //	go run ./bench/registryload                      # 10,000 sessions, 10 s per phase
+//	go run ./bench/registryload -separate-process
 //	go run ./bench/registryload -sessions 1000 -duration 2s
 package main
 
@@ -33,7 +42,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
@@ -48,9 +57,9 @@ type options struct {
 	rate      int
 	timeout   int
 	idleConns int
-	creators  int
 	cpuprof   string
-	inProcess bool
+	memprof   string
+	separate  bool
 	procs     int
 	child     bool
 	childMax  int
@@ -60,18 +69,21 @@ func main() {
 	var o options
 	flag.IntVar(&o.sessions, "sessions", 10000, "live sessions to create and heartbeat (1..100000)")
 	flag.IntVar(&o.tenants, "tenants", 100, "dev-mode tenants to spread them over (the default limit is 100 sessions per tenant)")
-	flag.IntVar(&o.conns, "conns", 128, "concurrent keep-alive connections that heartbeat")
+	flag.IntVar(&o.conns, "conns", 64, "concurrent keep-alive connections that heartbeat (1..1000)")
 	flag.DurationVar(&o.duration, "duration", 10*time.Second, "length of each phase (saturation, fixed rate), at most 2m")
 	flag.IntVar(&o.rate, "rate", 20000, "heartbeats per second of the fixed-rate phase (0 skips it)")
 	flag.IntVar(&o.timeout, "timeout", 30, "heartbeat_timeout of the sessions, seconds")
-	flag.IntVar(&o.idleConns, "idle-conns", 2000, "idle keep-alive connections for the per-connection memory figure (0 skips it)")
-	flag.IntVar(&o.creators, "creators", 64, "concurrent session creators")
-	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the heartbeat phases to this file (the load generator's process; with -inprocess, the server's too)")
-	flag.BoolVar(&o.inProcess, "inprocess", false, "run the server in this process instead of a child process (one profile for both sides, but the two share one Go scheduler)")
+	flag.IntVar(&o.idleConns, "idle-conns", 2000, "idle keep-alive connections for the per-connection memory figure (0..5000; 0 skips it)")
+	flag.StringVar(&o.cpuprof, "cpuprofile", "", "write a CPU profile of the heartbeat phases to this file (with -separate-process, the server's goes to FILE.server)")
+	flag.StringVar(&o.memprof, "memprofile", "", "in process: write heap profiles before (FILE.base) and after creating the sessions (FILE)")
+	flag.BoolVar(&o.separate, "separate-process", false, "run the server in a child process (this program re-executed) instead of in this process; it then also reports the server's CPU time per heartbeat")
 	flag.IntVar(&o.procs, "server-procs", 0, "GOMAXPROCS of the server child process (0: the Go default, all CPUs)")
 	flag.BoolVar(&o.child, "child-server", false, "internal: be the server child process")
 	flag.IntVar(&o.childMax, "child-session-limit", 100, "internal: per-tenant session limit of the child server")
 	flag.Parse()
+	if o.memprof != "" {
+		runtime.MemProfileRate = 1 // every allocation, for an exact diff
+	}
 	run := run
 	if o.child {
 		run = runChild
@@ -92,16 +104,19 @@ type sess struct {
 }
 
 func run(o options) error {
-	if o.sessions < 1 || o.sessions > 100000 || o.duration <= 0 || o.duration > 2*time.Minute || o.conns < 1 || o.tenants < 1 {
+	if o.sessions < 1 || o.sessions > 100000 || o.duration <= 0 || o.duration > 2*time.Minute ||
+		o.conns < 1 || o.conns > 1000 || o.tenants < 1 || o.idleConns < 0 || o.idleConns > 5000 {
 		return errors.New("flags out of bounds (see -help)")
 	}
+	// Every connection needs at least one session to heartbeat.
+	o.conns = min(o.conns, o.sessions)
 	perTenant := (o.sessions + o.tenants - 1) / o.tenants
 	var srv serverHandle
 	var err error
-	if o.inProcess {
-		srv, err = startInProcess(perTenant)
-	} else {
+	if o.separate {
 		srv, err = startChild(perTenant, o.procs, o.cpuprof)
+	} else {
+		srv, err = startInProcess(perTenant)
 	}
 	if err != nil {
 		return err
@@ -116,9 +131,9 @@ func run(o options) error {
 	ctx := context.Background()
 
 	fmt.Printf("machine: %d CPUs (GOMAXPROCS %d), %s, %s/%s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.Version(), runtime.GOOS, runtime.GOARCH)
-	where := "in a child process"
-	if o.inProcess {
-		where = "in this process"
+	where := "in this process"
+	if o.separate {
+		where = "in a child process"
 	}
 	fmt.Printf("load: %d sessions over %d tenants, %d heartbeat connections, timeout %d s, %s per phase; server %s\n",
 		o.sessions, o.tenants, o.conns, o.timeout, o.duration, where)
@@ -146,32 +161,57 @@ func run(o options) error {
 		defer w.conn.Close()
 		// One request per connection so that the server has set up its
 		// side before the baseline.
-		if err := w.get("/v1.0/" + tenants[0].TenantID + "/limits"); err != nil {
+		if err := w.get(tenants[0], "/limits"); err != nil {
 			return err
 		}
 		workers[i] = w
+	}
+
+	// Warm each connection up with one create and delete: the first
+	// create grows the connection goroutine's stack, a per-connection
+	// cost that must not be counted per session.
+	for i, w := range workers {
+		var warm sess
+		warm.tenant = i % len(tenants)
+		if err := w.create(&warm, o.timeout); err != nil {
+			return err
+		}
+		if err := w.delete(tenants[warm.tenant], "/sessions/"+string(warm.id[:])); err != nil {
+			return err
+		}
+	}
+	// Touch every tenant too: a tenant's state is not per-session cost.
+	for _, id := range tenants {
+		if err := workers[0].get(id, "/limits"); err != nil {
+			return err
+		}
 	}
 
 	base, err := srv.heap()
 	if err != nil {
 		return err
 	}
+	if err := writeHeapProfile(o, ".base"); err != nil {
+		return err
+	}
 
 	// Create the sessions.
 	start := time.Now()
-	if err := createSessions(ctx, authURL+"/v1.0", tenants, sessions, o); err != nil {
+	if err := createSessions(workers, sessions, o.timeout); err != nil {
 		return err
 	}
 	created := time.Since(start)
-	fmt.Printf("created %d sessions in %s (%.0f/s, each committed to bbolt before its reply)\n",
-		o.sessions, created.Round(time.Millisecond), float64(o.sessions)/created.Seconds())
-	http.DefaultClient.CloseIdleConnections()
+	fmt.Printf("created %d sessions over the %d connections in %s (%.0f/s, each committed to bbolt before its reply)\n",
+		o.sessions, o.conns, created.Round(time.Millisecond), float64(o.sessions)/created.Seconds())
 	heap, err := srv.heap()
 	if err != nil {
 		return err
 	}
+	if err := writeHeapProfile(o, ""); err != nil {
+		return err
+	}
 	perSession := float64(int64(heap)-int64(base)) / float64(o.sessions)
-	fmt.Printf("server heap: %.1f MiB before, %.1f MiB with the sessions: %.0f bytes per session\n",
+	fmt.Printf("server heap+stacks: %.1f MiB before, %.1f MiB with the sessions: %.0f bytes per session\n",
 		mib(base), mib(heap), perSession)
 
 	// Deal the sessions to the connections.
@@ -195,17 +235,45 @@ func run(o options) error {
 			}
 		}
 	}
-	sat, err := phase(workers, o.duration, 0)
-	if err != nil {
-		return err
-	}
-	sat.print("saturation", false)
+	rates := []int{0}
 	if o.rate > 0 {
-		fixed, err := phase(workers, o.duration, o.rate)
+		rates = append(rates, o.rate)
+	}
+	for _, rate := range rates {
+		cpu0, err := srv.cpu()
 		if err != nil {
 			return err
 		}
-		fixed.print(fmt.Sprintf("fixed rate %d/s", o.rate), true)
+		self0, busy0 := selfCPU(), machineBusy()
+		r, err := phase(workers, o.duration, rate)
+		if err != nil {
+			return err
+		}
+		self1, busy1 := selfCPU(), machineBusy()
+		cpu1, err := srv.cpu()
+		if err != nil {
+			return err
+		}
+		name := "saturation"
+		if rate > 0 {
+			name = fmt.Sprintf("fixed rate %d/s", rate)
+		}
+		r.print(name, rate > 0)
+		// Cores this benchmark got: near the machine's count means nothing
+		// else competed for the CPUs during the phase.
+		selfCores := (self1 - self0).Seconds() / r.elapsed.Seconds()
+		// Whatever else ran on the machine meanwhile (other processes,
+		// kernel work not charged to ours): a noisy run shows here.
+		others := (busy1-busy0).Seconds()/r.elapsed.Seconds() - selfCores
+		if cpu1 > 0 {
+			per := (cpu1 - cpu0) / time.Duration(r.count)
+			srvCores := (cpu1 - cpu0).Seconds() / r.elapsed.Seconds()
+			others -= srvCores
+			fmt.Printf("  CPU: server %s per heartbeat (%.2f cores), load generator %.2f cores, everything else %.2f cores\n",
+				per.Round(100*time.Nanosecond), srvCores, selfCores, max(others, 0))
+		} else {
+			fmt.Printf("  CPU: server and load generator together %.2f cores, everything else %.2f cores\n", selfCores, max(others, 0))
+		}
 	}
 
 	// Every session must still be alive.
@@ -227,61 +295,84 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		what := "server heap"
-		if o.inProcess {
-			what = "heap (server side plus a bare client socket)"
+		what := "heap+stacks (server side plus a bare client socket)"
+		if o.separate {
+			what = "server heap+stacks"
 		}
 		fmt.Printf("idle keep-alive connection: %.0f bytes of %s each (%d measured)\n", per, what, o.idleConns)
 	}
 	return nil
 }
 
+// machineBusy is the CPU time all CPUs of the machine have spent busy so
+// far, from /proc/stat (0 where there is none).
+func machineBusy() time.Duration {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields := strings.Fields(line)
+	if len(fields) < 8 || fields[0] != "cpu" {
+		return 0
+	}
+	var busy int64
+	for i, f := range fields[1:] {
+		n, _ := strconv.ParseInt(f, 10, 64)
+		// user nice system idle iowait irq softirq steal [guest guest_nice]:
+		// idle and iowait are not busy; guest time is already in user.
+		if i != 3 && i != 4 && i < 8 {
+			busy += n
+		}
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(busy) * time.Second / ticksPerSecond
+}
+
+// selfCPU is this process's CPU time so far.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// writeHeapProfile writes the heap profile to -memprofile plus suffix, in
+// process only (a child's heap is not ours to profile).
+func writeHeapProfile(o options, suffix string) error {
+	if o.memprof == "" || o.separate {
+		return nil
+	}
+	f, err := os.Create(o.memprof + suffix)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return pprof.Lookup("heap").WriteTo(f, 0)
+}
+
 func mib(n uint64) float64 { return float64(n) / (1 << 20) }
 
-func createSessions(ctx context.Context, apiURL string, tenants []registrytest.Identity, sessions []sess, o options) error {
-	var next atomic.Int64
+// createSessions creates the sessions over the workers' connections, so
+// that no connection is opened or closed between the two heap readings.
+func createSessions(workers []*worker, sessions []sess, timeout int) error {
 	var wg sync.WaitGroup
-	errc := make(chan error, o.creators)
-	body := []byte(`{"heartbeat_timeout":` + strconv.Itoa(o.timeout) + `}`)
-	for range o.creators {
+	errs := make([]error, len(workers))
+	for wi, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= len(sessions) {
+			for i := wi; i < len(sessions); i += len(workers) {
+				if err := w.create(&sessions[i], timeout); err != nil {
+					errs[wi] = err
 					return
 				}
-				s := &sessions[i]
-				id := tenants[s.tenant]
-				req, err := http.NewRequestWithContext(ctx, http.MethodPost, apiURL+"/"+id.TenantID+"/sessions", bytes.NewReader(body))
-				if err != nil {
-					errc <- err
-					return
-				}
-				req.Header.Set("X-Auth-Token", id.Token)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := http.DefaultClient.Do(req)
-				if err != nil {
-					errc <- err
-					return
-				}
-				var tok api.HeartbeatToken
-				err = json.NewDecoder(resp.Body).Decode(&tok)
-				resp.Body.Close()
-				loc := resp.Header.Get("Location")
-				if resp.StatusCode != http.StatusCreated || err != nil || len(tok.Token) != 36 || len(loc) < 10 {
-					errc <- fmt.Errorf("create session: %s (%v)", resp.Status, err)
-					return
-				}
-				copy(s.id[:], loc[len(loc)-10:])
-				copy(s.token[:], tok.Token)
 			}
 		}()
 	}
 	wg.Wait()
-	close(errc)
-	return <-errc
+	return errors.Join(errs...)
 }
 
 func countSessions(ctx context.Context, tenantURL, token string) (int, error) {
@@ -320,6 +411,7 @@ type worker struct {
 	host     string
 	tenants  []registrytest.Identity
 	sessions []*sess
+	location string          // Location header of the last response
 	lat      []time.Duration // from the scheduled send time
 	svc      []time.Duration // from the actual send time
 	req      []byte
@@ -333,13 +425,53 @@ func dial(addr string, tenants []registrytest.Identity) (*worker, error) {
 	return &worker{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c), host: addr, tenants: tenants, req: make([]byte, 0, 512)}, nil
 }
 
-func (w *worker) get(path string) error {
-	fmt.Fprintf(w.w, "GET %s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\n\r\n", path, w.host, w.tenants[0].Token)
+// delete sends DELETE /v1.0/<tenant><path> as that tenant and expects 204.
+func (w *worker) delete(id registrytest.Identity, path string) error {
+	fmt.Fprintf(w.w, "DELETE /v1.0/%s%s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\n\r\n", id.TenantID, path, w.host, id.Token)
 	if err := w.w.Flush(); err != nil {
 		return err
 	}
-	_, _, err := w.readResponse()
+	status, body, err := w.readResponse()
+	if err == nil && status != http.StatusNoContent {
+		err = fmt.Errorf("DELETE %s: status %d: %s", path, status, body)
+	}
 	return err
+}
+
+// get sends GET /v1.0/<tenant><path> as that tenant and expects 200.
+func (w *worker) get(id registrytest.Identity, path string) error {
+	fmt.Fprintf(w.w, "GET /v1.0/%s%s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\n\r\n", id.TenantID, path, w.host, id.Token)
+	if err := w.w.Flush(); err != nil {
+		return err
+	}
+	status, body, err := w.readResponse()
+	if err == nil && status != http.StatusOK {
+		err = fmt.Errorf("GET %s: status %d: %s", path, status, body)
+	}
+	return err
+}
+
+// create creates the session s (POST /sessions) and stores its id and
+// first token.
+func (w *worker) create(s *sess, timeout int) error {
+	id := &w.tenants[s.tenant]
+	body := `{"heartbeat_timeout":` + strconv.Itoa(timeout) + `}`
+	fmt.Fprintf(w.w, "POST /v1.0/%s/sessions HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		id.TenantID, w.host, id.Token, len(body), body)
+	if err := w.w.Flush(); err != nil {
+		return err
+	}
+	status, reply, err := w.readResponse()
+	if err != nil {
+		return err
+	}
+	var tok api.HeartbeatToken
+	if status != http.StatusCreated || json.Unmarshal(reply, &tok) != nil || len(tok.Token) != 36 || len(w.location) < 10 {
+		return fmt.Errorf("create session: status %d: %s", status, reply)
+	}
+	copy(s.id[:], w.location[len(w.location)-10:])
+	copy(s.token[:], tok.Token)
+	return nil
 }
 
 // heartbeat sends one heartbeat for s and stores the next token.
@@ -400,6 +532,9 @@ func (w *worker) readResponse() (int, []byte, error) {
 		}
 		if v, ok := bytes.CutPrefix(h, []byte("Content-Length: ")); ok {
 			length, _ = strconv.Atoi(strings.TrimSpace(string(v)))
+		}
+		if v, ok := bytes.CutPrefix(h, []byte("Location: ")); ok {
+			w.location = strings.TrimSpace(string(v))
 		}
 	}
 	body := make([]byte, length)

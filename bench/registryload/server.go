@@ -13,6 +13,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
@@ -21,21 +22,25 @@ import (
 // serverHandle is the server under load, in this process or in a child.
 type serverHandle struct {
 	addr string
-	// heap returns the server's live heap after two GCs.
+	// heap returns the server's live heap and stacks after two GCs.
 	heap func() (uint64, error)
 	stop func() error
 	// profile starts the child's CPU profile (nil in process).
 	profile func() error
+	// cpu returns the server process's CPU time so far (0 in process,
+	// where it cannot be told apart from the load generator's).
+	cpu func() (time.Duration, error)
 }
 
-// heapAfterGC returns the live heap after two collections (the second
-// empties the sync.Pools the first only moved aside).
+// heapAfterGC returns the live heap plus goroutine stacks after two
+// collections (the second empties the sync.Pools the first only moved
+// aside). Stacks count because every connection has a goroutine.
 func heapAfterGC() uint64 {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	return ms.HeapAlloc
+	return ms.HeapAlloc + ms.StackInuse
 }
 
 // serve starts a dev-mode server with a temporary data dir on a loopback
@@ -71,7 +76,8 @@ func startInProcess(sessionLimit int) (serverHandle, error) {
 	if err != nil {
 		return serverHandle{}, err
 	}
-	return serverHandle{addr: addr, heap: func() (uint64, error) { return heapAfterGC(), nil }, stop: stop}, nil
+	return serverHandle{addr: addr, heap: func() (uint64, error) { return heapAfterGC(), nil }, stop: stop,
+		cpu: func() (time.Duration, error) { return 0, nil }}, nil
 }
 
 // startChild re-executes this program as the server (-child-server). The
@@ -129,7 +135,18 @@ func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
 		_, err := io.WriteString(in, "profile\n")
 		return err
 	}
-	return serverHandle{addr: addr, heap: heap, stop: stop, profile: profile}, nil
+	cpu := func() (time.Duration, error) {
+		if _, err := io.WriteString(in, "cpu\n"); err != nil {
+			return 0, err
+		}
+		line, err := out.ReadString('\n')
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), "cpu ")
+		if err != nil || !ok {
+			return 0, fmt.Errorf("server child CPU: %q %v", line, err)
+		}
+		return time.ParseDuration(v)
+	}
+	return serverHandle{addr: addr, heap: heap, stop: stop, profile: profile, cpu: cpu}, nil
 }
 
 // runChild is the server child process.
@@ -144,6 +161,8 @@ func runChild(o options) error {
 		switch sc.Text() {
 		case "mem":
 			fmt.Printf("mem %d\n", heapAfterGC())
+		case "cpu":
+			fmt.Printf("cpu %s\n", selfCPU())
 		case "profile":
 			// The heartbeat phases start: profile them only.
 			if o.cpuprof != "" {

@@ -1,12 +1,16 @@
 package server_test
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
@@ -101,5 +105,40 @@ func TestDevTenantIDIsStableDigits(t *testing.T) {
 	a, b := server.DevTenantID("alice"), server.DevTenantID("alice")
 	if a != b || len(a) != 10 || strings.Trim(a, "0123456789") != "" || a == server.DevTenantID("bob") {
 		t.Fatalf("DevTenantID: %q %q %q", a, b, server.DevTenantID("bob"))
+	}
+}
+
+func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
+	srv, err := server.New(server.Config{Dev: true, DataDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := srv.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2.0/tokens",
+		strings.NewReader(`{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"u","apiKey":"k"}}}`)))
+	var ar api.AuthResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Close(); err != nil {
+		t.Fatalf("second Close: %v", err)
+	}
+	for _, path := range []string{"/sessions", "/events"} {
+		method := http.MethodPost
+		if path == "/events" {
+			method = http.MethodGet
+		}
+		req := httptest.NewRequest(method, "/v1.0/"+ar.TenantID()+path, strings.NewReader(`{"heartbeat_timeout":10}`))
+		req.Header.Set("X-Auth-Token", ar.Access.Token.ID)
+		rec = httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		var f api.Fault
+		if err := json.Unmarshal(rec.Body.Bytes(), &f); err != nil || rec.Code != http.StatusServiceUnavailable || f.Type != api.FaultSystemFailure {
+			t.Fatalf("%s %s after Close: %d %s", method, path, rec.Code, rec.Body)
+		}
 	}
 }

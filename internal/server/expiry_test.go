@@ -2,8 +2,10 @@ package server_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -206,5 +208,66 @@ func TestRestoredSessionsGetAFreshTimeoutAndAnyToken(t *testing.T) {
 	})
 	if len(evs) != 1 || len(evs[0]) != 1 || evs[0][0].ID != "idle-svc" {
 		t.Fatalf("timeout events %+v", evs)
+	}
+}
+
+func TestMassExpiryStaysWithinTheBound(t *testing.T) {
+	t.Parallel()
+	const n = 500
+	reg := registrytest.Start(t, registrytest.WithLimits(api.ResourceLimits{Session: n, Service: n}))
+	c := newClient(t, reg, "alice")
+	ids := make([]string, n)
+	errs := make(chan error, 16)
+	for w := range 16 {
+		go func() {
+			var err error
+			defer func() { errs <- err }()
+			for i := w; i < n; i += 16 {
+				r := c.do(http.MethodPost, "/sessions", `{"heartbeat_timeout":3}`)
+				if r.StatusCode != http.StatusCreated {
+					err = fmt.Errorf("create session: %d %s", r.StatusCode, r.body)
+					return
+				}
+				loc := r.Header.Get("Location")
+				ids[i] = loc[strings.LastIndex(loc, "/")+1:]
+				if r := c.createService(fmt.Sprintf("svc-%04d", i), ids[i], nil, nil); r.StatusCode != http.StatusCreated {
+					err = fmt.Errorf("create service: %d %s", r.StatusCode, r.body)
+					return
+				}
+			}
+		}()
+	}
+	for range 16 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	created := time.Now()
+	count := func() int {
+		var l api.List[api.Session]
+		c.do(http.MethodGet, "/sessions?limit=1000", nil).want(t, http.StatusOK).decode(t, &l)
+		return len(l.Values)
+	}
+	if got := count(); got != n {
+		t.Fatalf("%d sessions right after creation, want %d", got, n)
+	}
+	gone := waitFor(t, 3*time.Second+expiryBound+3*time.Second, "every session to expire", func() bool { return count() == 0 })
+	if late := gone.Sub(created) - 3*time.Second; late > expiryBound {
+		t.Fatalf("the last of %d sessions expired %s after its timeout, want within %s", n, late, expiryBound)
+	}
+	var evs [][]api.Service
+	waitFor(t, 3*time.Second, "every services.timeout event", func() bool {
+		evs = timeoutEvents(t, c)
+		return len(evs) >= n
+	})
+	seen := map[string]bool{}
+	for _, svcs := range evs {
+		if len(svcs) != 1 || seen[svcs[0].ID] {
+			t.Fatalf("timeout event %+v: want one per session, each with its one service", svcs)
+		}
+		seen[svcs[0].ID] = true
+	}
+	if len(evs) != n {
+		t.Fatalf("%d timeout events, want %d", len(evs), n)
 	}
 }

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"math/big"
 	"net/http"
@@ -276,9 +278,16 @@ func (s *Server) heartbeat(c *call, id string) {
 		c.badRequest("Invalid session id", err)
 		return
 	}
-	var req api.HeartbeatToken
-	if !c.decode(&req) {
+	body, ok := c.body()
+	if !ok {
 		return
+	}
+	req, ok := fastHeartbeatToken(body)
+	if !ok && len(bytes.TrimSpace(body)) > 0 {
+		if err := json.Unmarshal(body, &req); err != nil {
+			c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body", describeJSONError(err))
+			return
+		}
 	}
 	if req.Token == "" {
 		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Validation error", "token is required: send the token of the previous heartbeat (or of the session's creation)")
@@ -325,6 +334,26 @@ func (s *Server) heartbeat(c *call, id string) {
 		return
 	}
 	c.json(http.StatusOK, api.HeartbeatToken{Token: reply.String()})
+}
+
+// fastHeartbeatToken decodes the body every client sends,
+// {"token":"<uuid>"} with no spaces, without encoding/json, which was a
+// sixth of the server's CPU per heartbeat. Anything else returns false and
+// goes through encoding/json.
+func fastHeartbeatToken(body []byte) (api.HeartbeatToken, bool) {
+	const prefix, suffix = `{"token":"`, `"}`
+	if len(body) != len(prefix)+36+len(suffix) || !bytes.HasPrefix(body, []byte(prefix)) || !bytes.HasSuffix(body, []byte(suffix)) {
+		return api.HeartbeatToken{}, false
+	}
+	tok := body[len(prefix) : len(prefix)+36]
+	// Only the bytes a UUID can hold: then JSON has nothing to unescape
+	// or replace.
+	for _, b := range tok {
+		if !('0' <= b && b <= '9' || 'a' <= b && b <= 'f' || 'A' <= b && b <= 'F' || b == '-') {
+			return api.HeartbeatToken{}, false
+		}
+	}
+	return api.HeartbeatToken{Token: string(tok)}, true
 }
 
 func quote(s string) string { return `"` + truncate(s) + `"` }

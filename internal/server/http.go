@@ -38,7 +38,7 @@ type call struct {
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &call{s: s, w: w, r: r, txn: s.nextTxn()}
-	w.Header().Set(HeaderResponseID, c.txn)
+	w.Header()[HeaderResponseID] = []string{c.txn}
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -275,8 +275,9 @@ func (c *call) json(code int, v any) {
 		body, _ = json.Marshal(api.Fault{Type: api.FaultInternal, Code: code, Message: "Internal error", TxnID: c.txn})
 	}
 	h := c.w.Header()
-	h.Set("Content-Type", contentTypeJSON)
-	h.Set("Content-Length", strconv.Itoa(len(body)))
+	// Keys are already canonical: skip Set's canonicalisation.
+	h["Content-Type"] = []string{contentTypeJSON}
+	h["Content-Length"] = []string{strconv.Itoa(len(body))}
 	c.w.WriteHeader(code)
 	_, _ = c.w.Write(body)
 }
@@ -298,12 +299,26 @@ func (c *call) created(location string, v any) {
 // decode reads the JSON body into v. An empty body decodes as {}. It
 // answers the fault and returns false when the body is unusable.
 func (c *call) decode(v any) bool {
+	body, ok := c.body()
+	if !ok || len(bytes.TrimSpace(body)) == 0 {
+		return ok
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body", describeJSONError(err))
+		return false
+	}
+	return true
+}
+
+// body reads the request body within the size limit, answering the fault
+// and returning false when it cannot.
+func (c *call) body() ([]byte, bool) {
 	var body []byte
 	var err error
 	switch n := c.r.ContentLength; {
 	case n > c.s.maxBody:
 		c.tooLarge()
-		return false
+		return nil, false
 	case n >= 0:
 		// The usual case (heartbeats): read exactly the announced length
 		// instead of growing a buffer.
@@ -316,19 +331,12 @@ func (c *call) decode(v any) bool {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
 			c.tooLarge()
-			return false
+			return nil, false
 		}
 		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Could not read the request body", err.Error())
-		return false
+		return nil, false
 	}
-	if len(bytes.TrimSpace(body)) == 0 {
-		return true
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body", describeJSONError(err))
-		return false
-	}
-	return true
+	return body, true
 }
 
 func (c *call) tooLarge() {

@@ -13,25 +13,36 @@ import (
 )
 
 // Connection holds the flags that say which registry to use and how to log
-// in. sr-wrapper and srctl share them, so that both read the same flags and
-// environment variables.
+// in: sr-wrapper reads all of them; srctl, which speaks only the HTTP API,
+// embeds HTTPConnection alone. Sharing the structs keeps the names,
+// environment variables and meanings the same in both commands.
 type Connection struct {
-	Registry   string `name:"registry" env:"SR_REGISTRY_URL" default:"${default_registry}" placeholder:"URL" help:"Registry to use: http(s)://host:port/v1.0 for the Service Registry API or etcd://host:2379[,host:2379...][/prefix] for etcd v3. Default: ${default}."`
+	HTTPConnection `embed:""`
+	EtcdConnection `embed:""`
+}
+
+// HTTPConnection is the registry URL and the identity flags of the Service
+// Registry API. The --registry help comes from the ${registry_help}
+// variable, which each command sets.
+type HTTPConnection struct {
+	Registry   string `name:"registry" env:"SR_REGISTRY_URL" default:"${default_registry}" placeholder:"URL" help:"${registry_help} Default: ${default}."`
 	AuthURL    string `name:"auth-url" placeholder:"URL" help:"Identity endpoint (Keystone v2.0; the client posts to URL/tokens). Default: the registry's own, <scheme>://<host>/v2.0."`
 	Region     string `name:"region" enum:"us,uk," default:"" placeholder:"us|uk" help:"Use Rackspace's hosted identity endpoint for this region instead of --auth-url."`
 	Username   string `name:"username" env:"SR_USERNAME" placeholder:"NAME" help:"Username for the identity endpoint."`
 	APIKey     string `name:"api-key" placeholder:"KEY" help:"API key. Visible to other users in the process list: prefer --api-key-file or SR_API_KEY."`
 	APIKeyFile string `name:"api-key-file" placeholder:"FILE" type:"path" help:"Read the API key from FILE (first line)."`
 	Insecure   bool   `name:"insecure-skip-verify" help:"Do not verify the registry's TLS certificate. For testing only."`
+	Debug      bool   `name:"debug" env:"SR_DEBUG" help:"Log every registry transaction (method, URL, bodies, status) with secrets redacted."`
+}
 
+// EtcdConnection is how to reach an etcd:// registry securely.
+type EtcdConnection struct {
 	EtcdCACert       string `name:"etcd-cacert" placeholder:"FILE" type:"path" group:"etcd" help:"CA bundle to verify etcd servers with."`
 	EtcdCert         string `name:"etcd-cert" placeholder:"FILE" type:"path" group:"etcd" help:"Client certificate for etcd."`
 	EtcdKey          string `name:"etcd-key" placeholder:"FILE" type:"path" group:"etcd" help:"Client key for etcd."`
 	EtcdUsername     string `name:"etcd-username" env:"SR_ETCD_USERNAME" placeholder:"NAME" group:"etcd" help:"etcd user."`
 	EtcdPassword     string `name:"etcd-password" placeholder:"PASSWORD" group:"etcd" help:"etcd password. Prefer --etcd-password-file or SR_ETCD_PASSWORD."`
 	EtcdPasswordFile string `name:"etcd-password-file" placeholder:"FILE" type:"path" group:"etcd" help:"Read the etcd password from FILE (first line)."`
-
-	Debug bool `name:"debug" env:"SR_DEBUG" help:"Log every registry transaction (method, URL, bodies, status) with secrets redacted."`
 }
 
 // Environment variables that carry secrets. The wrapper removes them from

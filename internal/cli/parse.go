@@ -23,6 +23,8 @@ Example:
 Exit status: the child's; 128+N if signal N killed it; 2 usage error;
 100 --abort-on-failure gave up; 126 COMMAND not executable; 127 not found.`
 
+const wrapperRegistryHelp = "Registry to use: http(s)://host:port/v1.0 for the Service Registry API, or etcd://host:2379[,host:2379...][/prefix] (etcds:// for TLS) for etcd v3."
+
 // ErrExit is returned by the parse functions when the command line asked
 // for output rather than a run (--help, --version); the caller exits with
 // the given status.
@@ -39,14 +41,14 @@ func ParseWrapper(args []string, version buildinfo.Info, getenv func(string) str
 		Wrapper `embed:""`
 		Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
 	}
-	if _, err := parse(&w, "sr-wrapper", wrapperDescription, args, version, stdout, stderr); err != nil {
+	if _, err := parse(&w, "sr-wrapper", wrapperDescription, wrapperRegistryHelp, args, version, stdout, stderr); err != nil {
 		return nil, err
 	}
 	return w.Wrapper.Config(getenv)
 }
 
 // parse runs kong over args into target, turning kong's exits into ErrExit.
-func parse(target any, name, description string, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
+func parse(target any, name, description, registryHelp string, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
 	exitCode := -1
 	parser, err := kong.New(target,
 		kong.Name(name),
@@ -56,6 +58,7 @@ func parse(target any, name, description string, args []string, version buildinf
 		kong.Vars{
 			"version":          name + " " + version.String(),
 			"default_registry": srapi.DefaultRegistryURL,
+			"registry_help":    registryHelp,
 		},
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: false}),
 	)

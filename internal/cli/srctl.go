@@ -39,14 +39,7 @@ Exit status: 0 success; 1 error (the registry's fault on one line);
 // has; an etcd:// --registry is a usage error rather than a flag that
 // half works.
 type SrctlConnection struct {
-	Registry   string `name:"registry" env:"SR_REGISTRY_URL" default:"${default_registry}" placeholder:"URL" help:"Registry API to use: http(s)://host:port/v1.0. Default: ${default}."`
-	AuthURL    string `name:"auth-url" placeholder:"URL" help:"Identity endpoint (Keystone v2.0; the client posts to URL/tokens). Default: the registry's own, <scheme>://<host>/v2.0."`
-	Region     string `name:"region" enum:"us,uk," default:"" placeholder:"us|uk" help:"Use Rackspace's hosted identity endpoint for this region instead of --auth-url."`
-	Username   string `name:"username" env:"SR_USERNAME" placeholder:"NAME" help:"Username for the identity endpoint."`
-	APIKey     string `name:"api-key" placeholder:"KEY" help:"API key. Visible to other users in the process list: prefer --api-key-file or SR_API_KEY."`
-	APIKeyFile string `name:"api-key-file" placeholder:"FILE" type:"path" help:"Read the API key from FILE (first line)."`
-	Insecure   bool   `name:"insecure-skip-verify" help:"Do not verify the registry's TLS certificate. For testing only."`
-	Debug      bool   `name:"debug" env:"SR_DEBUG" help:"Log every registry transaction (method, URL, bodies, status) to stderr with secrets redacted."`
+	HTTPConnection `embed:""`
 }
 
 // Resolve validates the flags like Connection.Resolve, and refuses any
@@ -55,16 +48,7 @@ func (c *SrctlConnection) Resolve(getenv func(string) string) (*ResolvedConnecti
 	if u, err := url.Parse(c.Registry); err == nil && (u.Scheme == "etcd" || u.Scheme == "etcds") {
 		return nil, fmt.Errorf("--registry: srctl speaks the Service Registry API (http:// or https://); %q is an etcd registry, which has no sessions, events or configuration to show", c.Registry)
 	}
-	full := Connection{
-		Registry:   c.Registry,
-		AuthURL:    c.AuthURL,
-		Region:     c.Region,
-		Username:   c.Username,
-		APIKey:     c.APIKey,
-		APIKeyFile: c.APIKeyFile,
-		Insecure:   c.Insecure,
-		Debug:      c.Debug,
-	}
+	full := Connection{HTTPConnection: c.HTTPConnection}
 	// SR_ETCD_PASSWORD in the environment must not make Resolve complain
 	// about etcd flags srctl does not have.
 	noEtcd := func(k string) string {
@@ -82,6 +66,8 @@ func (c *SrctlConnection) Resolve(getenv func(string) string) (*ResolvedConnecti
 	}
 	return r, nil
 }
+
+const srctlRegistryHelp = "Registry API to use: http(s)://host:port/v1.0."
 
 // srctl's output formats.
 const (
@@ -291,7 +277,7 @@ type SrctlConfig struct {
 // the caller to print and exit with ExitUsage.
 func ParseSrctl(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*SrctlConfig, error) {
 	var s srctl
-	kctx, err := parse(&s, "srctl", srctlDescription, args, version, stdout, stderr)
+	kctx, err := parse(&s, "srctl", srctlDescription, srctlRegistryHelp, args, version, stdout, stderr)
 	if err != nil {
 		if _, ok := err.(*ErrExit); ok {
 			return nil, err

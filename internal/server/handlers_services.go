@@ -75,23 +75,12 @@ func (s *Server) createService(c *call) {
 }
 
 func (s *Server) getService(c *call, id string) {
-	if err := api.ValidateServiceID(id); err != nil {
-		c.badRequest("Invalid service id", err)
-		return
-	}
-	t := c.t
-	t.mu.Lock()
-	svc := t.liveService(id)
-	var v api.Service
-	if svc != nil {
-		v = svc.view()
-	}
-	t.mu.Unlock()
-	if svc == nil {
-		c.notFound("Service", id)
-		return
-	}
-	c.json(http.StatusOK, v)
+	getOne(c, "Service", id, api.ValidateServiceID, func(t *tenant) (api.Service, bool) {
+		if svc := t.liveService(id); svc != nil {
+			return svc.view(), true
+		}
+		return api.Service{}, false
+	})
 }
 
 func (s *Server) listServices(c *call) {

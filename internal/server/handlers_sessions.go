@@ -7,6 +7,7 @@ import (
 	"errors"
 	"math/big"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -103,20 +104,27 @@ func (s *Server) createSession(c *call) {
 }
 
 func (s *Server) getSession(c *call, id string) {
-	if err := api.ValidateSessionID(id); err != nil {
-		c.badRequest("Invalid session id", err)
+	getOne(c, "Session", id, api.ValidateSessionID, func(t *tenant) (api.Session, bool) {
+		if sess := t.liveSession(id); sess != nil {
+			return sess.view(), true
+		}
+		return api.Session{}, false
+	})
+}
+
+// getOne answers a GET of one object: 400 for an id that breaks its rule,
+// 404 for one that is not there, else the object. lookup runs under the
+// tenant's lock and must copy what it returns.
+func getOne[T any](c *call, kind, id string, validate func(string) error, lookup func(*tenant) (T, bool)) {
+	if err := validate(id); err != nil {
+		c.badRequest("Invalid "+strings.ToLower(kind)+" id", err)
 		return
 	}
-	t := c.t
-	t.mu.Lock()
-	sess := t.liveSession(id)
-	var v api.Session
-	if sess != nil {
-		v = sess.view()
-	}
-	t.mu.Unlock()
-	if sess == nil {
-		c.notFound("Session", id)
+	c.t.mu.Lock()
+	v, ok := lookup(c.t)
+	c.t.mu.Unlock()
+	if !ok {
+		c.notFound(kind, id)
 		return
 	}
 	c.json(http.StatusOK, v)

@@ -3,12 +3,14 @@
 # under sr-wrapper, the service joining the registry, and leaving it when
 # the program stops or crashes. Needs the binaries of `make build` in bin/.
 set -euo pipefail
+set -m
 cd "$(dirname "$0")/.."
 BIN=$PWD/bin
 WORK=$(mktemp -d)
-PIDS=()
 cleanup() {
-	for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+	# Each background job is its own process group (set -m): end all of it.
+	for pgid in $(jobs -p); do kill -- "-$pgid" 2>/dev/null || true; done
+	[ -z "${ORPHAN_CHILD:-}" ] || kill $ORPHAN_CHILD 2>/dev/null || true
 	wait 2>/dev/null || true
 	rm -rf "$WORK"
 }
@@ -29,7 +31,6 @@ wait_for() {
 
 say "1. Start sr-registry (dev mode: any username works) on a free loopback port"
 "$BIN/sr-registry" --dev --listen 127.0.0.1:0 --data-dir "$WORK/registry" --log-format json 2>"$WORK/registry.log" &
-PIDS+=($!)
 wait_for '"listening"' cat "$WORK/registry.log"
 URL=$(grep '"listening"' "$WORK/registry.log" | sed 's/.*"url":"\([^"]*\)".*/\1/')
 echo "registry at $URL"
@@ -38,15 +39,13 @@ export SR_REGISTRY_URL=$URL SR_USERNAME=demo SR_API_KEY=demo-key
 
 say "2. Follow the registry's events feed (srctl events follow)"
 "$BIN/srctl" events follow 2>"$WORK/follow.err" | tee "$WORK/events" | sed -u 's/^/   [events] /' &
-PIDS+=($!)
 
 say "3. Run a real program under sr-wrapper: a second sr-registry, as service 'demo-web'"
 "$BIN/sr-wrapper" --id=demo-web --tags=demo,http --metadata=owner=demo,env=local \
 	--interval=5 --log-format=console -- \
-	"$BIN/sr-registry" --dev --listen 127.0.0.1:0 --data-dir "$WORK/child" --log-format console 2>&1 |
-	sed -u 's/^/   [wrapper] /' &
-WRAPPER_PIPE=$!
-PIDS+=($WRAPPER_PIPE)
+	"$BIN/sr-registry" --dev --listen 127.0.0.1:0 --data-dir "$WORK/child" --log-format console \
+	> >(sed -u 's/^/   [wrapper] /') 2>&1 &
+WRAPPER_PID=$!
 wait_for demo-web "$BIN/srctl" services list
 wait_for service.join cat "$WORK/events"
 
@@ -54,9 +53,8 @@ say "4. The service is registered while the program runs (srctl services list)"
 "$BIN/srctl" services list
 
 say "5. Stop it the way systemd or docker would: SIGTERM to the wrapper"
-WRAPPER_PID=$(pgrep -f -- '--id=demo-web' | head -1)
 kill -TERM "$WRAPPER_PID"
-wait "$WRAPPER_PIPE" || true
+wait "$WRAPPER_PID" || true
 "$BIN/srctl" services list
 
 say "6. A program that crashes (exit 3): deregistered at once, and its exit code is the wrapper's"
@@ -73,12 +71,12 @@ wait_for demo-crash cat "$WORK/events"
 say "7. If the wrapper itself dies (kill -9), nobody deregisters: the session times out (3 s) instead"
 "$BIN/sr-wrapper" --id=demo-orphan --tags=demo --interval=3 --log-format=console -- sleep 30 2>/dev/null &
 ORPHAN_WRAPPER=$!
-PIDS+=($ORPHAN_WRAPPER)
 wait_for demo-orphan "$BIN/srctl" services list
-ORPHAN_CHILD=$(pgrep -P "$ORPHAN_WRAPPER" sleep)
+# The child's pid, from the kernel's list of the wrapper's children (any thread).
+ORPHAN_CHILD=$(cat /proc/"$ORPHAN_WRAPPER"/task/*/children)
 kill -9 "$ORPHAN_WRAPPER"
 wait "$ORPHAN_WRAPPER" 2>/dev/null || true
-kill "$ORPHAN_CHILD" # nobody else would stop it now
+kill $ORPHAN_CHILD # nobody else would stop it now
 wait_for services.timeout cat "$WORK/events"
 "$BIN/srctl" services list
 

@@ -209,7 +209,10 @@ func (k *Keeper) Run(ctx context.Context) error {
 		var err error
 		switch {
 		case k.stopped:
-			// Gave up without AbortOnFailure: nothing left to do.
+			// Gave up without AbortOnFailure: nothing left to do but
+			// wait for the end.
+			<-ctx.Done()
+			return nil
 		case k.sess == nil && !now.Before(k.nextAttempt):
 			err = k.createSession(ctx)
 		case k.sess != nil && !now.Before(k.nextHeartbeat):
@@ -227,11 +230,8 @@ func (k *Keeper) Run(ctx context.Context) error {
 	}
 }
 
-// nextWake is the earliest moment something is due, or zero for never.
+// nextWake is the earliest moment something is due.
 func (k *Keeper) nextWake() time.Time {
-	if k.stopped {
-		return time.Time{}
-	}
 	if k.sess == nil {
 		return k.nextAttempt
 	}
@@ -242,19 +242,15 @@ func (k *Keeper) nextWake() time.Time {
 	return wake
 }
 
-// sleep waits until wake (zero: forever), a health change or ctx's end. It
-// reports false when ctx ended.
+// sleep waits until wake, a health change or ctx's end. It reports false
+// when ctx ended.
 func (k *Keeper) sleep(ctx context.Context, timer *time.Timer, wake time.Time) bool {
-	var c <-chan time.Time
-	if !wake.IsZero() {
-		timer.Reset(time.Until(wake))
-		c = timer.C
-	}
+	timer.Reset(time.Until(wake))
 	defer timer.Stop()
 	select {
 	case <-ctx.Done():
 		return false
-	case <-c:
+	case <-timer.C:
 	case <-k.healthCh:
 	}
 	return true

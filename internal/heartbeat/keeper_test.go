@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -326,17 +327,36 @@ func TestRetriesWithoutAbortStopsTryingButRunKeepsGoing(t *testing.T) {
 	_, done, cancel := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, Retries: 2})
 	waitFor(t, s, "create-failed")
 	waitFor(t, s, "create-failed")
+	cpuBefore := processCPU(t)
+	// The quiet period is the behaviour under test: longer than the
+	// largest backoff step so far, nothing may happen in it.
+	quiet := 1500 * time.Millisecond
 	select {
 	case err := <-done:
 		t.Fatalf("Run returned %v before cancel", err)
 	case e := <-s.events:
 		t.Fatalf("unexpected %q after giving up", e)
-	case <-time.After(1500 * time.Millisecond): // longer than the largest backoff step so far
+	case <-time.After(quiet):
+	}
+	// A Keeper that gave up must sleep, not spin: a busy loop would burn
+	// a whole CPU for the quiet period.
+	if used := processCPU(t) - cpuBefore; used > quiet/3 {
+		t.Errorf("the test process used %s of CPU in %s after the Keeper gave up: Run is spinning", used, quiet)
 	}
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run = %v after cancel, want nil", err)
 	}
+}
+
+// processCPU is the CPU time this process has used so far.
+func processCPU(t *testing.T) time.Duration {
+	t.Helper()
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		t.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestHealthAddsAndRemovesServiceKeepingSession(t *testing.T) {

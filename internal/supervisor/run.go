@@ -89,8 +89,7 @@ type run struct {
 	child *Child
 
 	regCancel context.CancelFunc
-	regDone   chan error // Registration.Run's result
-	regOver   bool       // Run has returned
+	regDone   chan error // Registration.Run's result; nil once received
 
 	deregStarted bool
 	deregSession string     // the session being ended, for the log line
@@ -207,7 +206,6 @@ func (r *run) run(ctx context.Context) int {
 			r.l().Info("asked to stop")
 			r.beginStop(syscall.SIGTERM)
 		case err := <-r.regDone:
-			r.regOver = true
 			r.regDone = nil
 			if err != nil && !r.stopping {
 				r.l().Error("registration failed for good; stopping the child (--abort-on-failure)", zap.Error(err))
@@ -345,11 +343,11 @@ func (r *run) startDeregister() {
 	r.regCancel()
 	deregDone := make(chan error, 1)
 	r.deregDone = deregDone
-	regDone, regOver := r.regDone, r.regOver
+	regDone := r.regDone // nil when Run has returned already
 	r.regDone = nil
 	reg, timeout := r.cfg.Registration, r.cfg.DeregisterTimeout
 	go func() {
-		if !regOver {
+		if regDone != nil {
 			<-regDone // Run returns promptly once its context ends.
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)

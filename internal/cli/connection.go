@@ -136,12 +136,9 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 		}
 	}
 	if r.Backend == BackendHTTP {
-		// The client checks the URLs the way it will use them.
-		client, err := srapi.NewClient(r.SRAPIConfig(nil, ""))
-		if err != nil {
+		if err := r.SRAPIConfig(nil, "").Validate(); err != nil {
 			return nil, fmt.Errorf("--registry/--auth-url: %w", err)
 		}
-		_ = client.Close()
 	}
 	if r.Backend == BackendEtcd {
 		cfg, err := etcdconf.ParseURL(c.Registry)

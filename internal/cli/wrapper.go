@@ -1,10 +1,8 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 	"os"
-	"strings"
 	"syscall"
 	"time"
 
@@ -85,12 +83,11 @@ type WrapperConfig struct {
 	Command []string
 }
 
-// Check is a validated health check. Exactly one of HTTP, TCP and Command
-// is set. The checker for Command is built by the supervisor, which owns
-// the Reaper that must start and wait for it.
+// Check is a validated health check: Checker for --check-http and
+// --check-tcp, or Command for --check-cmd, whose checker is built later by
+// the supervisor, which owns the Reaper that must start and wait for it.
 type Check struct {
-	HTTP    health.Checker
-	TCP     health.Checker
+	Checker health.Checker
 	Command []string
 
 	Interval, Timeout time.Duration
@@ -198,20 +195,16 @@ func (w *Wrapper) check() (*Check, error) {
 		return nil, fmt.Errorf("--check-http, --check-tcp, --check-cmd: give one check, not %d", given)
 	}
 	c := &Check{Interval: w.CheckInterval, Timeout: w.CheckTimeout, Rise: w.CheckRise, Fall: w.CheckFall}
-	var checker health.Checker
+	var err error
 	switch {
 	case w.CheckHTTP != "":
-		h, err := health.HTTP(w.CheckHTTP)
-		if err != nil {
+		if c.Checker, err = health.HTTP(w.CheckHTTP); err != nil {
 			return nil, fmt.Errorf("--check-http: %w", err)
 		}
-		c.HTTP, checker = h, h
 	case w.CheckTCP != "":
-		t, err := health.TCP(w.CheckTCP)
-		if err != nil {
+		if c.Checker, err = health.TCP(w.CheckTCP); err != nil {
 			return nil, fmt.Errorf("--check-tcp: %w", err)
 		}
-		c.TCP, checker = t, t
 	case w.CheckCmd != "":
 		argv, err := health.ParseCommand(w.CheckCmd)
 		if err != nil {
@@ -221,22 +214,14 @@ func (w *Wrapper) check() (*Check, error) {
 			return nil, fmt.Errorf("--check-cmd: %w", err)
 		}
 		c.Command = argv
-		checker = commandPlaceholder(argv)
 	default:
 		return nil, nil
 	}
-	if err := health.Validate(health.Config{Checker: checker, Interval: c.Interval, Timeout: c.Timeout, Rise: c.Rise, Fall: c.Fall}); err != nil {
+	if err := health.ValidateTiming(c.Interval, c.Timeout, c.Rise, c.Fall); err != nil {
 		return nil, err
 	}
 	return c, nil
 }
-
-// commandPlaceholder stands in for the command checker during validation of
-// the timings; the real one needs the Reaper.
-type commandPlaceholder []string
-
-func (commandPlaceholder) Check(context.Context) error { return nil }
-func (c commandPlaceholder) String() string            { return strings.Join(c, " ") }
 
 // ruleOf drops the field name from an API validation error, for messages
 // that name the flag instead.

@@ -51,20 +51,27 @@ type Config struct {
 // Validate checks cfg before anything starts. Its errors name the
 // wrapper's flag.
 func Validate(cfg Config) error {
-	switch {
-	case cfg.Checker == nil:
+	if cfg.Checker == nil {
 		return errors.New("no health check given: use --check-http, --check-tcp or --check-cmd")
-	case cfg.Interval <= 0:
-		return fmt.Errorf("--check-interval must be more than 0, not %s", cfg.Interval)
-	case cfg.Timeout <= 0:
-		return fmt.Errorf("--check-timeout must be more than 0, not %s", cfg.Timeout)
-	case cfg.Timeout > cfg.Interval:
+	}
+	return ValidateTiming(cfg.Interval, cfg.Timeout, cfg.Rise, cfg.Fall)
+}
+
+// ValidateTiming checks the timing of checks alone, for flag validation
+// before the checker can be built.
+func ValidateTiming(interval, timeout time.Duration, rise, fall int) error {
+	switch {
+	case interval <= 0:
+		return fmt.Errorf("--check-interval must be more than 0, not %s", interval)
+	case timeout <= 0:
+		return fmt.Errorf("--check-timeout must be more than 0, not %s", timeout)
+	case timeout > interval:
 		return fmt.Errorf("--check-timeout (%s) must not be longer than --check-interval (%s), so that checks never overlap",
-			cfg.Timeout, cfg.Interval)
-	case cfg.Rise < 1:
-		return fmt.Errorf("--check-rise must be at least 1, not %d", cfg.Rise)
-	case cfg.Fall < 1:
-		return fmt.Errorf("--check-fall must be at least 1, not %d", cfg.Fall)
+			timeout, interval)
+	case rise < 1:
+		return fmt.Errorf("--check-rise must be at least 1, not %d", rise)
+	case fall < 1:
+		return fmt.Errorf("--check-fall must be at least 1, not %d", fall)
 	}
 	return nil
 }

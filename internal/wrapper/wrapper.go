@@ -137,10 +137,7 @@ func openRegistry(conn *cli.ResolvedConnection, backends Backends, log *zap.Logg
 // supervisor's Reaper.
 func healthCheck(c *cli.Check, env []string, keeper *heartbeat.Keeper, log *zap.Logger) supervisor.Companion {
 	return func(ctx context.Context, reaper *signals.Reaper) {
-		checker := c.HTTP
-		if checker == nil {
-			checker = c.TCP
-		}
+		checker := c.Checker
 		if checker == nil {
 			cmd, err := health.Command(c.Command, health.CommandOptions{Starter: reaper, Env: env, Logger: log})
 			if err != nil {

@@ -113,6 +113,13 @@ type endpoints struct {
 	tokens   string // e.g. http://h:8181/v2.0/tokens
 }
 
+// Validate checks the URLs the way NewClient will use them, without
+// building a client: for flag validation.
+func (c Config) Validate() error {
+	_, err := parseEndpoints(c)
+	return err
+}
+
 func parseEndpoints(c Config) (endpoints, error) {
 	raw := c.RegistryURL
 	if raw == "" {

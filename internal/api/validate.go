@@ -107,10 +107,10 @@ func ValidateMetadata(field string, md map[string]string) error {
 	}
 	for k, v := range md {
 		if n := utf8.RuneCountInString(k); n < 1 || n > MaxMetadataLen {
-			return invalid(field, "keys must be 1..%d characters long, got %d for key %q", MaxMetadataLen, n, truncate(k))
+			return invalid(field, "keys must be 1..%d characters long, got %d for key %q", MaxMetadataLen, n, Truncate(k, maxQuoted))
 		}
 		if n := utf8.RuneCountInString(v); n < 1 || n > MaxMetadataLen {
-			return invalid(field+"."+truncate(k), "must be 1..%d characters long, got %d", MaxMetadataLen, n)
+			return invalid(field+"."+Truncate(k, maxQuoted), "must be 1..%d characters long, got %d", MaxMetadataLen, n)
 		}
 	}
 	return nil
@@ -127,7 +127,7 @@ func ValidateConfigurationID(id string) error {
 		return invalid("configuration id", "must be %d..%d characters long, got %d", MinConfigIDLen, MaxConfigIDLen, n)
 	}
 	if !configurationIDPattern().MatchString(id) {
-		return invalid("configuration id", "must match %s (case-insensitive), got %q", configurationIDRule, truncate(id))
+		return invalid("configuration id", "must match %s (case-insensitive), got %q", configurationIDRule, Truncate(id, maxQuoted))
 	}
 	return nil
 }
@@ -140,9 +140,13 @@ func ValidateConfigurationValue(v string) error {
 	return nil
 }
 
-// truncate keeps error messages short when a client sends a huge string.
-func truncate(s string) string {
-	const max = 64
+// maxQuoted bounds what an error message quotes of a client's string.
+const maxQuoted = 64
+
+// Truncate returns s when it is at most max bytes long, and otherwise its
+// first max bytes or fewer, cut at a rune boundary, followed by "…": for
+// quoting untrusted or huge strings in messages and logs.
+func Truncate(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}

@@ -51,3 +51,25 @@ func TestValidationRules(t *testing.T) {
 		})
 	}
 }
+
+func TestTruncate(t *testing.T) {
+	tests := []struct {
+		name string
+		s    string
+		max  int
+		want string
+	}{
+		{"short", "abc", 5, "abc"},
+		{"exactly max", "abcde", 5, "abcde"},
+		{"longer", "abcdef", 5, "abcde…"},
+		{"cut inside a rune backs off to its start", "abcdé", 5, "abcd…"},
+		{"empty", "", 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Truncate(tt.s, tt.max); got != tt.want {
+				t.Fatalf("Truncate(%q, %d) = %q, want %q", tt.s, tt.max, got, tt.want)
+			}
+		})
+	}
+}

@@ -29,6 +29,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -57,8 +58,6 @@ type Options struct {
 	// TLS.ServerCert and require client certificates signed by TLS.CACert.
 	// Peers talk plaintext: they are all on loopback.
 	TLS *TLSFiles
-	// Logger receives the servers' logs; nil means none.
-	Logger *zap.Logger
 }
 
 // Cluster is a set of embedded etcd members started by Start. It is closed
@@ -105,9 +104,6 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	if opts.Members <= 0 {
 		opts.Members = 1
-	}
-	if opts.Logger == nil {
-		opts.Logger = zap.NewNop()
 	}
 	c := &Cluster{t: t, opts: opts}
 	t.Cleanup(c.Close)
@@ -190,7 +186,7 @@ func (c *Cluster) launch(m *member) error {
 	// bcrypt at its default cost takes seconds per password under the race
 	// detector, and starves the other members of the machine meanwhile.
 	cfg.BcryptCost = uint(bcrypt.MinCost)
-	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(c.opts.Logger.Named(m.name))
+	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	if tf := c.opts.TLS; tf != nil {
 		cfg.ClientTLSInfo.CertFile = tf.ServerCert
 		cfg.ClientTLSInfo.KeyFile = tf.ServerKey
@@ -256,8 +252,10 @@ func (c *Cluster) Client() *clientv3.Client {
 		DialTimeout: 10 * time.Second,
 		Logger:      zap.NewNop(),
 	}
-	if c.opts.TLS != nil {
-		tc, err := c.opts.TLS.ClientConfig()
+	if tf := c.opts.TLS; tf != nil {
+		// Trust the CA and present the client certificate, as the etcd
+		// backend does with the same files.
+		tc, err := etcdconf.Config{CACert: tf.CACert, Cert: tf.ClientCert, Key: tf.ClientKey}.TLSConfig()
 		if err != nil {
 			c.t.Fatalf("etcdtest: %v", err)
 		}

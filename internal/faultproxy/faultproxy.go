@@ -7,9 +7,7 @@
 //
 // It is not a production proxy: no TLS, no HTTP/2, no limits.
 //
-//	p := faultproxy.New(target) // target: http://127.0.0.1:8181/v1.0
-//	if err := p.Start(); err != nil { ... }
-//	defer p.Close()
+//	p := faultproxy.StartT(t, "http://127.0.0.1:8181/v1.0") // closed by t's cleanup
 //	hb := p.Add(faultproxy.Rule{Method: "POST", Path: "/v1.0/*/sessions/*/heartbeat",
 //		Nth: 3, Times: 1, Action: faultproxy.Respond(500, "internalError")})
 //	... point the client at p.URL() ...
@@ -33,7 +31,10 @@ import (
 	"path"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
 
 // Action is what a rule does to a request it acts on.
@@ -83,8 +84,6 @@ type Rule struct {
 	// Path is a path.Match pattern on the URL path ("*" stops at "/"),
 	// e.g. "/v1.0/*/sessions/*/heartbeat"; "" matches any path.
 	Path string
-	// Match, when set, must also return true; it must not read the body.
-	Match func(*http.Request) bool
 	// Nth is the first matching request acted on, counting from 1; 0
 	// means 1.
 	Nth int
@@ -104,7 +103,7 @@ func (r *Rule) matches(req *http.Request) bool {
 			return false
 		}
 	}
-	return r.Match == nil || r.Match(req)
+	return true
 }
 
 // acts reports whether the n-th matching request (from 1) is acted on.
@@ -181,6 +180,23 @@ func (p *Proxy) Start() error {
 	p.ln = ln
 	go func() { _ = p.srv.Serve(ln) }()
 	return nil
+}
+
+// StartT starts a proxy in front of target, a URL such as
+// http://127.0.0.1:8181/v1.0, and closes it when the test ends. It fails
+// the test if target does not parse or the proxy cannot listen.
+func StartT(t testing.TB, target string) *Proxy {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatalf("faultproxy: target %q: %v", target, err)
+	}
+	p := New(u)
+	if err := p.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
 }
 
 // Close stops the proxy and closes every connection.
@@ -260,12 +276,12 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		n := p.txn.Add(1)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(a.status)
-		_ = json.NewEncoder(w).Encode(map[string]any{
-			"type":    a.faultType,
-			"code":    a.status,
-			"message": "injected by faultproxy",
-			"details": fmt.Sprintf("%s %s", r.Method, r.URL.Path),
-			"txnId":   fmt.Sprintf("faultproxy-%d", n),
+		_ = json.NewEncoder(w).Encode(api.Fault{
+			Type:    a.faultType,
+			Code:    a.status,
+			Message: "injected by faultproxy",
+			Details: r.Method + " " + r.URL.Path,
+			TxnID:   fmt.Sprintf("faultproxy-%d", n),
 		})
 	case kindDrop:
 		hangUp(w)

@@ -16,6 +16,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
 
 // Service is what the wrapper registers.
@@ -25,6 +27,21 @@ type Service struct {
 	Metadata map[string]string
 }
 
+// Validate checks the id, tags and metadata against the API's rules, which
+// every backend applies so that a service valid for one is valid for all.
+func (s Service) Validate() error {
+	for _, err := range []error{
+		api.ValidateServiceID(s.ID),
+		api.ValidateTags(s.Tags),
+		api.ValidateMetadata("metadata", s.Metadata),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // SessionOptions describe a session to create.
 type SessionOptions struct {
 	// TTL is the heartbeat timeout: the session expires when no heartbeat
@@ -32,6 +49,12 @@ type SessionOptions struct {
 	TTL time.Duration
 	// Metadata is attached to the session; nil means none.
 	Metadata map[string]string
+}
+
+// ValidateMetadata checks the session metadata against the API's rules.
+// The TTL's bounds depend on the backend, which checks it itself.
+func (o SessionOptions) ValidateMetadata() error {
+	return api.ValidateMetadata("session metadata", o.Metadata)
 }
 
 // Registry is a backend: something that can hold sessions.

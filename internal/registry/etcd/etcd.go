@@ -39,6 +39,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -49,7 +50,7 @@ import (
 // Registry is an etcd cluster holding sessions. Its methods are safe for
 // concurrent use.
 type Registry struct {
-	cfg  Config
+	cfg  etcdconf.Config
 	tls  *tls.Config
 	name string
 
@@ -70,9 +71,9 @@ var ErrClosed = fmt.Errorf("etcd registry closed: %w", registry.ErrPermanent)
 // New checks cfg, loads its TLS files and returns a Registry. It does no
 // network I/O, so that the wrapper can start its child while etcd is down:
 // the first call that needs etcd connects (and authenticates), within that
-// call's context and Config.DialTimeout, and a failed connection is tried
+// call's context and cfg.DialTimeout, and a failed connection is tried
 // again by the next call.
-func New(cfg Config) (*Registry, error) {
+func New(cfg etcdconf.Config) (*Registry, error) {
 	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
@@ -86,9 +87,6 @@ func New(cfg Config) (*Registry, error) {
 
 // String returns the registry in --registry URL form, without credentials.
 func (r *Registry) String() string { return r.name }
-
-// Prefix returns the key prefix, such as "/sr".
-func (r *Registry) Prefix() string { return r.cfg.Prefix }
 
 // ServiceKey returns the key of service id under prefix.
 func ServiceKey(prefix, id string) string { return prefix + "/services/" + id }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"reflect"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/etcdtest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	clientv3 "go.etcd.io/etcd/client/v3"
 )
 
@@ -25,9 +27,9 @@ const ttl = 3 * time.Second
 
 // newRegistry opens the backend on c's URL with prefix /sr, configured by
 // edit.
-func newRegistry(t *testing.T, c *etcdtest.Cluster, edit func(*etcd.Config)) *etcd.Registry {
+func newRegistry(t *testing.T, c *etcdtest.Cluster, edit func(*etcdconf.Config)) *etcd.Registry {
 	t.Helper()
-	cfg, err := etcd.ParseURL(c.URL("/sr"))
+	cfg, err := etcdconf.ParseURL(c.URL("/sr"))
 	if err != nil {
 		t.Fatalf("ParseURL: %v", err)
 	}
@@ -62,6 +64,34 @@ func register(t *testing.T, s registry.Session, svc registry.Service) {
 	t.Helper()
 	if err := s.Register(ctxFor(t, 10*time.Second), svc); err != nil {
 		t.Fatalf("Register %q: %v", svc.ID, err)
+	}
+}
+
+// sessionWithWeb1 opens the backend on c, creates a session and registers
+// the service web-1 in it.
+func sessionWithWeb1(t *testing.T, c *etcdtest.Cluster) (*etcd.Registry, registry.Session) {
+	t.Helper()
+	r := newRegistry(t, c, nil)
+	s := createSession(t, r, nil)
+	register(t, s, registry.Service{ID: "web-1"})
+	return r, s
+}
+
+// heartbeatUntilOK heartbeats s until a heartbeat succeeds, for at most
+// within: while etcd restarts or elects a leader, transient errors are
+// expected, but a lost session or a permanent error fails the test at
+// once. what says when, for the failure message.
+func heartbeatUntilOK(t *testing.T, s registry.Session, within time.Duration, what string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		err := s.Heartbeat(ctxFor(t, 10*time.Second))
+		if err == nil {
+			return
+		}
+		if errors.Is(err, registry.ErrSessionLost) || registry.IsPermanent(err) || time.Now().After(deadline) {
+			t.Fatalf("Heartbeat %s: %v", what, err)
+		}
 	}
 }
 
@@ -223,8 +253,7 @@ func TestSecondSessionCannotTakeALiveID(t *testing.T) {
 
 func TestCloseRemovesServiceAtOnce(t *testing.T) {
 	c := etcdtest.StartSingle(t)
-	s := createSession(t, newRegistry(t, c, nil), nil)
-	register(t, s, registry.Service{ID: "web-1"})
+	_, s := sessionWithWeb1(t, c)
 
 	if err := s.Close(ctxFor(t, 10*time.Second)); err != nil {
 		t.Fatalf("Close: %v", err)
@@ -245,8 +274,7 @@ func TestCloseRemovesServiceAtOnce(t *testing.T) {
 
 func TestDeregisterRemovesServiceAndKeepsSession(t *testing.T) {
 	c := etcdtest.StartSingle(t)
-	s := createSession(t, newRegistry(t, c, nil), nil)
-	register(t, s, registry.Service{ID: "web-1"})
+	_, s := sessionWithWeb1(t, c)
 	for range 2 { // the second time there is nothing to remove
 		if err := s.Deregister(ctxFor(t, 10*time.Second), "web-1"); err != nil {
 			t.Fatalf("Deregister: %v", err)
@@ -265,9 +293,7 @@ func TestDeregisterRemovesServiceAndKeepsSession(t *testing.T) {
 
 func TestRevokedLeaseIsLostSessionAndANewOneRegisters(t *testing.T) {
 	c := etcdtest.StartSingle(t)
-	r := newRegistry(t, c, nil)
-	s := createSession(t, r, nil)
-	register(t, s, registry.Service{ID: "web-1"})
+	r, s := sessionWithWeb1(t, c)
 
 	// As `etcdctl lease revoke` would.
 	if _, err := c.Client().Revoke(ctxFor(t, 10*time.Second), leaseOf(t, s)); err != nil {
@@ -286,9 +312,7 @@ func TestRevokedLeaseIsLostSessionAndANewOneRegisters(t *testing.T) {
 func TestHeartbeatsKeepServiceAndItGoesOneTTLAfterTheyStop(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.StartSingle(t)
-	r := newRegistry(t, c, nil)
-	s := createSession(t, r, nil)
-	register(t, s, registry.Service{ID: "web-1"})
+	r, s := sessionWithWeb1(t, c)
 	key := etcd.ServiceKey("/sr", "web-1")
 
 	// Heartbeat for one and a half TTLs: the service must outlive its
@@ -318,9 +342,7 @@ func TestHeartbeatsKeepServiceAndItGoesOneTTLAfterTheyStop(t *testing.T) {
 func TestLeaseOutlivesEtcdDownLongerThanTTL(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.StartSingle(t)
-	r := newRegistry(t, c, nil)
-	s := createSession(t, r, nil)
-	register(t, s, registry.Service{ID: "web-1"})
+	r, s := sessionWithWeb1(t, c)
 	key := etcd.ServiceKey("/sr", "web-1")
 
 	c.Stop(0)
@@ -338,16 +360,7 @@ func TestLeaseOutlivesEtcdDownLongerThanTTL(t *testing.T) {
 	// session survived; heartbeats succeed again once the client has
 	// reconnected, and the service is there without anything registered
 	// again.
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := s.Heartbeat(ctxFor(t, 10*time.Second))
-		if err == nil {
-			break
-		}
-		if errors.Is(err, registry.ErrSessionLost) || registry.IsPermanent(err) || time.Now().After(deadline) {
-			t.Fatalf("Heartbeat after restart: %v", err)
-		}
-	}
+	heartbeatUntilOK(t, s, 20*time.Second, "after restart")
 	if _, l, ok := get(t, c, key); !ok || l != leaseOf(t, s) {
 		t.Fatalf("after restart: service present %v, lease %x; want present with lease %x", ok, l, leaseOf(t, s))
 	}
@@ -366,9 +379,7 @@ func TestLeaseOutlivesEtcdDownLongerThanTTL(t *testing.T) {
 func TestThreeMemberClusterCarriesOnWithOneMemberStopped(t *testing.T) {
 	t.Parallel()
 	c := etcdtest.StartCluster(t, 3)
-	r := newRegistry(t, c, nil)
-	s := createSession(t, r, nil)
-	register(t, s, registry.Service{ID: "web-1"})
+	r, s := sessionWithWeb1(t, c)
 
 	// Stop the leader: the harder case, since the other two must elect a
 	// new one before anything can be written.
@@ -389,16 +400,7 @@ func TestThreeMemberClusterCarriesOnWithOneMemberStopped(t *testing.T) {
 
 	// The first call may meet the election; a transient error is allowed
 	// until the new leader is in place.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := s.Heartbeat(ctxFor(t, 10*time.Second))
-		if err == nil {
-			break
-		}
-		if errors.Is(err, registry.ErrSessionLost) || registry.IsPermanent(err) || time.Now().After(deadline) {
-			t.Fatalf("Heartbeat after stopping member %d: %v", leader, err)
-		}
-	}
+	heartbeatUntilOK(t, s, 15*time.Second, fmt.Sprintf("after stopping member %d", leader))
 	// From then on, every call succeeds with two members of three.
 	for i := range 5 {
 		if err := s.Heartbeat(ctxFor(t, 10*time.Second)); err != nil {
@@ -426,7 +428,7 @@ func TestTLSWithClientCertificate(t *testing.T) {
 	if !strings.HasPrefix(c.URL(""), "etcds://") {
 		t.Fatalf("URL = %s, want etcds://", c.URL(""))
 	}
-	r := newRegistry(t, c, func(cfg *etcd.Config) {
+	r := newRegistry(t, c, func(cfg *etcdconf.Config) {
 		cfg.CACert, cfg.Cert, cfg.Key = files.CACert, files.ClientCert, files.ClientKey
 	})
 	s := createSession(t, r, nil)
@@ -440,9 +442,9 @@ func TestTLSWithClientCertificate(t *testing.T) {
 
 	// Without the client certificate, or trusting only the system's
 	// roots, nothing gets through.
-	for name, edit := range map[string]func(*etcd.Config){
-		"no client certificate": func(cfg *etcd.Config) { cfg.CACert = files.CACert },
-		"untrusted server":      func(cfg *etcd.Config) { cfg.Cert, cfg.Key = files.ClientCert, files.ClientKey },
+	for name, edit := range map[string]func(*etcdconf.Config){
+		"no client certificate": func(cfg *etcdconf.Config) { cfg.CACert = files.CACert },
+		"untrusted server":      func(cfg *etcdconf.Config) { cfg.Cert, cfg.Key = files.ClientCert, files.ClientKey },
 	} {
 		r := newRegistry(t, c, edit)
 		if _, err := r.CreateSession(ctxFor(t, 2*time.Second), registry.SessionOptions{TTL: ttl}); err == nil {
@@ -458,7 +460,7 @@ func TestAuth(t *testing.T) {
 	c.AddUser("other", "other-password", "/other/")
 	c.EnableAuth()
 
-	r := newRegistry(t, c, func(cfg *etcd.Config) { cfg.Username, cfg.Password = "sr", "good-password" })
+	r := newRegistry(t, c, func(cfg *etcdconf.Config) { cfg.Username, cfg.Password = "sr", "good-password" })
 	s := createSession(t, r, nil)
 	register(t, s, registry.Service{ID: "web-1"})
 	if err := s.Heartbeat(ctxFor(t, 10*time.Second)); err != nil {
@@ -479,7 +481,7 @@ func TestAuth(t *testing.T) {
 		{"no permission on the prefix", "other", "other-password"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			r := newRegistry(t, c, func(cfg *etcd.Config) { cfg.Username, cfg.Password = tt.user, tt.password })
+			r := newRegistry(t, c, func(cfg *etcdconf.Config) { cfg.Username, cfg.Password = tt.user, tt.password })
 			_, err := r.CreateSession(ctxFor(t, 10*time.Second), registry.SessionOptions{TTL: ttl})
 			wantErr(t, "CreateSession", err, registry.ErrPermanent)
 		})
@@ -498,7 +500,7 @@ func TestNewDoesNotWaitForEtcd(t *testing.T) {
 
 	for _, user := range []string{"", "sr"} { // with a user, connecting authenticates
 		start := time.Now()
-		r, err := etcd.New(etcd.Config{Endpoints: []string{dead}, Username: user, Password: user})
+		r, err := etcd.New(etcdconf.Config{Endpoints: []string{dead}, Username: user, Password: user})
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

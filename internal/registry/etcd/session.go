@@ -42,7 +42,7 @@ func (r *Registry) CreateSession(ctx context.Context, opts registry.SessionOptio
 	if opts.TTL <= 0 {
 		return nil, fmt.Errorf("create session in %s: TTL must be positive, got %v: %w", r.name, opts.TTL, registry.ErrPermanent)
 	}
-	if err := api.ValidateMetadata("session metadata", opts.Metadata); err != nil {
+	if err := opts.ValidateMetadata(); err != nil {
 		return nil, fmt.Errorf("create session in %s: %w: %w", r.name, err, registry.ErrPermanent)
 	}
 	cli, err := r.client(ctx)
@@ -88,7 +88,7 @@ func (s *session) TTL() time.Duration { return s.ttl }
 
 // Heartbeat sends one lease keep-alive. While no member answers, the etcd
 // client keeps trying until the context (bounded by the TTL and
-// Config.CallTimeout) ends; the error is then transient.
+// the Config's CallTimeout) ends; the error is then transient.
 func (s *session) Heartbeat(ctx context.Context) error {
 	cli, err := s.r.client(ctx)
 	if err != nil {
@@ -108,14 +108,8 @@ func (s *session) Heartbeat(ctx context.Context) error {
 // the holder in the error.
 func (s *session) Register(ctx context.Context, svc registry.Service) error {
 	what := fmt.Sprintf("register service %q in session %s in %s", svc.ID, s.id, s.r.name)
-	for _, err := range []error{
-		api.ValidateServiceID(svc.ID),
-		api.ValidateTags(svc.Tags),
-		api.ValidateMetadata("metadata", svc.Metadata),
-	} {
-		if err != nil {
-			return fmt.Errorf("%s: %w: %w", what, err, registry.ErrPermanent)
-		}
+	if err := svc.Validate(); err != nil {
+		return fmt.Errorf("%s: %w: %w", what, err, registry.ErrPermanent)
 	}
 	value, err := json.Marshal(api.Service{
 		ID:        svc.ID,

@@ -178,7 +178,6 @@ func normalizePrefix(p string) (string, error) {
 	return p, nil
 }
 
-// withDefaults checks cfg and fills in its defaults.
 // WithDefaults checks the combination of fields and fills in the defaults.
 func (c Config) WithDefaults() (Config, error) {
 	if len(c.Endpoints) == 0 {
@@ -216,11 +215,9 @@ func (c Config) WithDefaults() (Config, error) {
 	return c, nil
 }
 
-// tlsConfig loads the TLS files, or returns nil for a plaintext
-// connection.
 // TLSConfig loads the TLS files, or returns nil when TLS is not used.
 func (c Config) TLSConfig() (*tls.Config, error) {
-	if !c.TLS && c.CACert == "" && c.Cert == "" && c.Key == "" {
+	if !c.UsesTLS() {
 		return nil, nil
 	}
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
@@ -245,7 +242,6 @@ func (c Config) TLSConfig() (*tls.Config, error) {
 	return tc, nil
 }
 
-// usesTLS reports whether connections are encrypted.
 // UsesTLS reports whether connections use TLS.
 func (c Config) UsesTLS() bool {
 	return c.TLS || c.CACert != "" || c.Cert != "" || c.Key != ""

@@ -35,7 +35,6 @@ type Client struct {
 	username string
 	apiKey   string
 	hc       *http.Client
-	own      *http.Transport // nil when the caller supplied HTTPClient
 	timeout  time.Duration
 	log      *zap.Logger
 	debug    bool
@@ -76,12 +75,17 @@ func NewClient(cfg Config) (*Client, error) {
 		ep:       ep,
 		username: cfg.Username,
 		apiKey:   cfg.APIKey,
-		hc:       cfg.HTTPClient,
-		timeout:  cfg.RequestTimeout,
-		log:      cfg.Logger,
-		debug:    cfg.Debug,
-		ua:       cfg.UserAgent,
-		authSem:  make(chan struct{}, 1),
+		hc: &http.Client{
+			Transport: newTransport(cfg.InsecureSkipVerify),
+			// The API never redirects; following one would resend the
+			// token to wherever it points.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		timeout: cfg.RequestTimeout,
+		log:     cfg.Logger,
+		debug:   cfg.Debug,
+		ua:      cfg.UserAgent,
+		authSem: make(chan struct{}, 1),
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultRequestTimeout
@@ -91,15 +95,6 @@ func NewClient(cfg Config) (*Client, error) {
 	}
 	if c.ua == "" {
 		c.ua = DefaultUserAgent
-	}
-	if c.hc == nil {
-		c.own = newTransport(cfg.InsecureSkipVerify)
-		c.hc = &http.Client{
-			Transport: c.own,
-			// The API never redirects; following one would resend the
-			// token to wherever it points.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
 	}
 	return c, nil
 }
@@ -137,23 +132,10 @@ func (c *Client) Username() string { return c.username }
 // String names the client for logs: registry URL and username, no key.
 func (c *Client) String() string { return c.ep.registry + " (user " + c.username + ")" }
 
-// Close releases idle connections of the client's own transport.
+// Close releases the client's idle connections.
 func (c *Client) Close() error {
-	if c.own != nil {
-		c.own.CloseIdleConnections()
-	}
+	c.hc.CloseIdleConnections()
 	return nil
-}
-
-// Authenticate requests a new identity token now, replacing the current
-// one. Calls authenticate by themselves when needed; this is for callers
-// that want to check credentials up front.
-func (c *Client) Authenticate(ctx context.Context) error {
-	c.mu.Lock()
-	cur := c.tok
-	c.mu.Unlock()
-	_, err := c.authenticate(ctx, cur)
-	return err
 }
 
 // TenantID returns the tenant of the credentials, authenticating first if
@@ -272,7 +254,9 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 			continue
 		}
 		if status/100 != 2 {
-			return hdr, c.apiError(method, u, status, hdr, reply)
+			e := c.apiError(method, u, status, hdr, reply)
+			e.fromRegistry = true
+			return hdr, e
 		}
 		if out != nil && len(bytes.TrimSpace(reply)) > 0 {
 			if err := json.Unmarshal(reply, out); err != nil {
@@ -379,13 +363,10 @@ func txnIDHeader(h http.Header) string {
 	return ""
 }
 
+// snippet is the start of a reply that is not a fault, for an error.
 func snippet(b []byte) string {
-	s := strings.TrimSpace(string(b))
 	const max = 200
-	if len(s) > max {
-		s = strings.ToValidUTF8(s[:max], "") + "…"
-	}
-	return s
+	return api.Truncate(strings.TrimSpace(string(b)), max)
 }
 
 func (c *Client) logTransaction(req *http.Request, body []byte, resp *http.Response, reply []byte, took time.Duration, err error, token string) {

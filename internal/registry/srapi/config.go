@@ -2,7 +2,6 @@ package srapi
 
 import (
 	"fmt"
-	"net/http"
 	"net/url"
 	"strings"
 	"time"
@@ -67,10 +66,6 @@ type Config struct {
 	// Config passed to zap.Any or json.Marshal shows no key.
 	Username string
 	APIKey   string `json:"-"`
-	// HTTPClient, when set, is used as is (its transport and timeouts);
-	// InsecureSkipVerify then has no effect. Nil means a client of the
-	// package's own, with one keep-alive transport.
-	HTTPClient *http.Client `json:"-"`
 	// InsecureSkipVerify disables TLS certificate verification. Only for
 	// a user who asked for it explicitly.
 	InsecureSkipVerify bool

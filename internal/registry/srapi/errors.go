@@ -17,6 +17,11 @@ type APIError struct {
 	URL    string
 	Status int
 	Fault  api.Fault
+
+	// fromRegistry is set for replies of the registry, as opposed to
+	// those of the identity service: only the latter's 401 means bad
+	// credentials.
+	fromRegistry bool
 }
 
 // Error reads like
@@ -41,8 +46,12 @@ func (e *APIError) Error() string {
 }
 
 // Transient reports whether retrying the same call later may succeed:
-// server failures (5xx), throttling (429, 400 rateLimitReached) and
-// request timeouts (408).
+// server failures (5xx), throttling (429, 400 rateLimitReached), request
+// timeouts (408), and a 401 from the registry. The client has then already
+// re-authenticated and the registry refused even the new token, which is
+// what a registry restarted once more in between does (it forgets every
+// token); the credentials were good, since the identity service took them.
+// A 401 from the identity service is bad credentials, and not transient.
 func (e *APIError) Transient() bool {
 	switch {
 	case e.Status >= 500:
@@ -50,6 +59,8 @@ func (e *APIError) Transient() bool {
 	case e.Status == http.StatusTooManyRequests, e.Status == http.StatusRequestTimeout:
 		return true
 	case e.Fault.Type == api.FaultRateLimitReached:
+		return true
+	case e.Status == http.StatusUnauthorized && e.fromRegistry:
 		return true
 	}
 	return false
@@ -68,8 +79,9 @@ func (e *TransportError) Error() string { return e.Method + " " + e.URL + ": " +
 func (e *TransportError) Unwrap() error { return e.Err }
 
 // IsTransient reports whether err is worth retrying: a transport failure
-// (but not the caller's own cancellation), a timeout, a 5xx, a 429 or a
-// rate limit fault.
+// (but not the caller's own cancellation), a timeout, or a reply that
+// APIError.Transient says is (a 5xx, a 429, a rate limit fault, a
+// registry's 401).
 func IsTransient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
 		return false
@@ -84,7 +96,7 @@ func IsTransient(err error) bool {
 }
 
 // IsPermanent reports whether err is a reply that retrying cannot change:
-// a 4xx other than 408, 429 and rateLimitReached (bad request, bad
+// a 4xx that APIError.Transient does not take back (bad request, bad
 // credentials, forbidden, not found...).
 func IsPermanent(err error) bool {
 	ae, ok := errors.AsType[*APIError](err)

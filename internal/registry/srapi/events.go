@@ -2,9 +2,6 @@ package srapi
 
 import (
 	"context"
-	"time"
-
-	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
@@ -13,7 +10,7 @@ import (
 // arrived since the previous one, following next_marker across pages. It
 // is not safe for concurrent use.
 type EventPoller struct {
-	c     *Client
+	list  PageFunc[api.Event]
 	limit int
 	// marker is where the next poll starts. The feed's marker is
 	// inclusive, so it is the id of the last event handed out, which the
@@ -27,7 +24,7 @@ type EventPoller struct {
 // at the events of the last hour. pageSize is the limit of each request;
 // 0 means the server's default.
 func (c *Client) NewEventPoller(marker string, pageSize int) *EventPoller {
-	return &EventPoller{c: c, marker: marker, last: marker, limit: pageSize}
+	return &EventPoller{list: c.ListEvents, marker: marker, last: marker, limit: pageSize}
 }
 
 // Marker is where the next Poll starts: the id of the last event handed
@@ -41,7 +38,7 @@ func (p *EventPoller) Poll(ctx context.Context) ([]api.Event, error) {
 	var out []api.Event
 	opts := ListOptions{Marker: p.marker, Limit: p.limit}
 	for {
-		l, err := p.c.ListEvents(ctx, opts)
+		l, err := p.list(ctx, opts)
 		if err != nil {
 			return out, err
 		}
@@ -58,43 +55,19 @@ func (p *EventPoller) Poll(ctx context.Context) ([]api.Event, error) {
 			p.marker = p.last
 		}
 		next := l.Metadata.NextMarker
-		// A server may point next_marker at the last event it returned
-		// rather than past it; a page with nothing new ends the poll.
-		if next == nil || *next == "" || *next == opts.Marker || added == 0 {
+		// The end of the feed; or a server that points next_marker at the
+		// last event it returned rather than past it, and would hand back
+		// the same page again.
+		if next == nil || *next == "" || *next == opts.Marker {
+			return out, nil
+		}
+		// A page with nothing new ends the poll only when next_marker
+		// leads nowhere past the last event seen: with a page size of 1,
+		// the page at the (inclusive) marker holds nothing but the event
+		// already handed out, and the new ones are on the next page.
+		if added == 0 && *next == p.last {
 			return out, nil
 		}
 		opts.Marker = *next
-	}
-}
-
-// Follow polls every interval and calls fn for each new event, until ctx
-// ends (it then returns ctx's error), fn returns an error (returned as
-// is), or a poll fails permanently. Transient failures are logged and the
-// next poll tries again from where the last one stopped.
-func (p *EventPoller) Follow(ctx context.Context, interval time.Duration, fn func(api.Event) error) error {
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-		events, err := p.Poll(ctx)
-		for _, e := range events {
-			if ferr := fn(e); ferr != nil {
-				return ferr
-			}
-		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			if !IsTransient(err) {
-				return err
-			}
-			p.c.log.Warn("poll events", zap.Error(err))
-		}
-		t.Reset(interval)
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -66,15 +65,7 @@ func backendFor(t *testing.T, cfg srapi.Config) *srapi.Registry {
 // and returns it with a config pointing at it.
 func proxied(t *testing.T, reg *registrytest.Registry) (*faultproxy.Proxy, srapi.Config) {
 	t.Helper()
-	target, err := url.Parse(reg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := faultproxy.New(target)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := faultproxy.StartT(t, reg.URL)
 	cfg := configFor(reg)
 	cfg.RegistryURL = p.URL().String()
 	cfg.AuthURL = "" // the registry's own identity endpoint, through the proxy
@@ -410,22 +401,6 @@ func TestEventPollerFollowsTheFeed(t *testing.T) {
 		}
 		mustEqual(t, "after /c-1", changed(evs), []string{"/c-1"})
 	}
-
-	// Follow hands each event to fn until fn says stop.
-	set("/d-1", "/d-2")
-	stop := errors.New("enough")
-	var seen []string
-	err = resumed.Follow(ctx, 10*time.Millisecond, func(e api.Event) error {
-		seen = append(seen, changed([]api.Event{e})...)
-		if len(seen) == 2 {
-			return stop
-		}
-		return nil
-	})
-	if !errors.Is(err, stop) {
-		t.Fatalf("Follow = %v", err)
-	}
-	mustEqual(t, "followed", seen, []string{"/d-1", "/d-2"})
 }
 
 // TestReauthenticatesAfterRegistryRestart: tokens live in memory, so a
@@ -637,6 +612,37 @@ func TestHeartbeatFaults(t *testing.T) {
 		if rule.Applied() != 1 || rule.Seen() != 4 || tokens.Seen() != 2 {
 			t.Fatalf("401 applied %d, heartbeats seen %d, identity requests %d; want 1, 4, 2",
 				rule.Applied(), rule.Seen(), tokens.Seen())
+		}
+	})
+
+	t.Run("a registry's 401 even after re-authenticating is transient", func(t *testing.T) {
+		// As a registry restarted twice during the registration: the
+		// token is refused, and so is the new one.
+		p, cfg := proxied(t, reg)
+		tokens := p.Add(faultproxy.Rule{Method: http.MethodPost, Path: tokensPath, Action: faultproxy.Forward()})
+		rule := p.Add(faultproxy.Rule{Method: http.MethodPost, Path: "/v1.0/*/services", Times: 2,
+			Action: faultproxy.Respond(401, api.FaultUnauthorized)})
+		s := newSession(t, cfg)
+		ctx := ctxFor(t, 10*time.Second)
+		err := s.Register(ctx, registry.Service{ID: "refused-twice"})
+		if srapi.StatusCode(err) != 401 || !srapi.IsTransient(err) || srapi.IsPermanent(err) ||
+			registry.IsPermanent(err) || errors.Is(err, registry.ErrSessionLost) {
+			t.Fatalf("register: %v, want a transient 401", err)
+		}
+		if rule.Applied() != 2 || tokens.Seen() != 2 {
+			t.Fatalf("401 applied %d times, %d identity requests; want 2 and 2", rule.Applied(), tokens.Seen())
+		}
+		if err := s.Register(ctx, registry.Service{ID: "refused-twice"}); err != nil {
+			t.Fatalf("register again: %v", err)
+		}
+	})
+
+	t.Run("a 401 from the identity service is permanent", func(t *testing.T) {
+		p, cfg := proxied(t, reg)
+		p.Add(faultproxy.Rule{Method: http.MethodPost, Path: tokensPath, Action: faultproxy.Respond(401, api.FaultUnauthorized)})
+		_, err := backendFor(t, cfg).CreateSession(ctxFor(t, 10*time.Second), registry.SessionOptions{TTL: 30 * time.Second})
+		if srapi.StatusCode(err) != 401 || srapi.IsTransient(err) || !registry.IsPermanent(err) {
+			t.Fatalf("create session with refused credentials: %v, want a permanent 401", err)
 		}
 	})
 

@@ -4,7 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"strings"
-	"unicode/utf8"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
 
 // redacted replaces every secret in debug logs.
@@ -35,11 +36,7 @@ func redactBody(body []byte, secrets ...string) string {
 	}
 	s = scrub(s, secrets...)
 	if len(s) > maxLoggedBody {
-		cut := maxLoggedBody
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…(truncated)"
+		s = api.Truncate(s, maxLoggedBody) + "(truncated)"
 	}
 	return s
 }

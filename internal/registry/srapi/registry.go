@@ -59,7 +59,7 @@ func (r *Registry) CreateSession(ctx context.Context, opts registry.SessionOptio
 	if err := api.ValidateHeartbeatTimeout(secs); err != nil {
 		return nil, fmt.Errorf("create session: %w", mark(registry.ErrPermanent, err))
 	}
-	if err := api.ValidateMetadata("session metadata", opts.Metadata); err != nil {
+	if err := opts.ValidateMetadata(); err != nil {
 		return nil, fmt.Errorf("create session: %w", mark(registry.ErrPermanent, err))
 	}
 	id, token, err := r.c.CreateSession(ctx, api.CreateSessionRequest{HeartbeatTimeout: secs, Metadata: opts.Metadata})
@@ -157,14 +157,8 @@ func (s *Session) Register(ctx context.Context, svc registry.Service) error {
 	if s.isClosed() {
 		return wrap(ErrSessionClosed)
 	}
-	for _, err := range []error{
-		api.ValidateServiceID(svc.ID),
-		api.ValidateTags(svc.Tags),
-		api.ValidateMetadata("metadata", svc.Metadata),
-	} {
-		if err != nil {
-			return wrap(mark(registry.ErrPermanent, err))
-		}
+	if err := svc.Validate(); err != nil {
+		return wrap(mark(registry.ErrPermanent, err))
 	}
 	_, err := s.r.c.CreateService(ctx, api.CreateServiceRequest{
 		ID: svc.ID, SessionID: s.id, Tags: svc.Tags, Metadata: svc.Metadata,

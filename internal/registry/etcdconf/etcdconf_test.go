@@ -1,4 +1,4 @@
-package etcd_test
+package etcdconf_test
 
 import (
 	"os"
@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/etcdtest"
-	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 )
 
 func TestParseURL(t *testing.T) {
@@ -26,7 +26,7 @@ func TestParseURL(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			cfg, err := etcd.ParseURL(tt.in)
+			cfg, err := etcdconf.ParseURL(tt.in)
 			if err != nil {
 				t.Fatalf("ParseURL: %v", err)
 			}
@@ -66,7 +66,7 @@ func TestParseURLRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
-			_, err := etcd.ParseURL(tt.in)
+			_, err := etcdconf.ParseURL(tt.in)
 			if err == nil {
 				t.Fatalf("ParseURL(%q) succeeded, want an error containing %q", tt.in, tt.want)
 			}
@@ -77,7 +77,7 @@ func TestParseURLRejects(t *testing.T) {
 	}
 }
 
-func TestNewRejectsBadConfig(t *testing.T) {
+func TestValidateRejectsBadConfig(t *testing.T) {
 	files := etcdtest.NewTLSFiles(t)
 	notPEM := filepath.Join(t.TempDir(), "not.pem")
 	if err := os.WriteFile(notPEM, []byte("hello"), 0o600); err != nil {
@@ -86,24 +86,24 @@ func TestNewRejectsBadConfig(t *testing.T) {
 	ep := []string{"127.0.0.1:2379"}
 	tests := []struct {
 		name string
-		cfg  etcd.Config
+		cfg  etcdconf.Config
 		want string
 	}{
-		{"no endpoints", etcd.Config{}, "at least one etcd endpoint"},
-		{"bad endpoint", etcd.Config{Endpoints: []string{"x"}}, "must be host:port"},
-		{"bad prefix", etcd.Config{Endpoints: ep, Prefix: "/a//b"}, "empty segment"},
-		{"user without password", etcd.Config{Endpoints: ep, Username: "u"}, "--etcd-username and --etcd-password must be given together"},
-		{"password without user", etcd.Config{Endpoints: ep, Password: "p"}, "--etcd-username and --etcd-password must be given together"},
-		{"cert without key", etcd.Config{Endpoints: ep, Cert: files.ClientCert}, "--etcd-cert and --etcd-key must be given together"},
-		{"missing CA file", etcd.Config{Endpoints: ep, CACert: filepath.Join(files.Dir, "nope.pem")}, "--etcd-cacert: open"},
-		{"CA file without PEM", etcd.Config{Endpoints: ep, CACert: notPEM}, "--etcd-cacert: no PEM certificate"},
-		{"key does not match cert", etcd.Config{Endpoints: ep, Cert: files.ClientCert, Key: files.ServerKey}, "--etcd-cert"},
+		{"no endpoints", etcdconf.Config{}, "at least one etcd endpoint"},
+		{"bad endpoint", etcdconf.Config{Endpoints: []string{"x"}}, "must be host:port"},
+		{"bad prefix", etcdconf.Config{Endpoints: ep, Prefix: "/a//b"}, "empty segment"},
+		{"user without password", etcdconf.Config{Endpoints: ep, Username: "u"}, "--etcd-username and --etcd-password must be given together"},
+		{"password without user", etcdconf.Config{Endpoints: ep, Password: "p"}, "--etcd-username and --etcd-password must be given together"},
+		{"cert without key", etcdconf.Config{Endpoints: ep, Cert: files.ClientCert}, "--etcd-cert and --etcd-key must be given together"},
+		{"missing CA file", etcdconf.Config{Endpoints: ep, CACert: filepath.Join(files.Dir, "nope.pem")}, "--etcd-cacert: open"},
+		{"CA file without PEM", etcdconf.Config{Endpoints: ep, CACert: notPEM}, "--etcd-cacert: no PEM certificate"},
+		{"key does not match cert", etcdconf.Config{Endpoints: ep, Cert: files.ClientCert, Key: files.ServerKey}, "--etcd-cert"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := etcd.New(tt.cfg)
+			err := tt.cfg.Validate()
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("New = %v, want an error containing %q", err, tt.want)
+				t.Fatalf("Validate = %v, want an error containing %q", err, tt.want)
 			}
 		})
 	}
@@ -112,19 +112,19 @@ func TestNewRejectsBadConfig(t *testing.T) {
 func TestStringHasNoSecrets(t *testing.T) {
 	files := etcdtest.NewTLSFiles(t)
 	tests := []struct {
-		cfg  etcd.Config
+		cfg  etcdconf.Config
 		want string
 	}{
-		{etcd.Config{Endpoints: []string{"a:1", "b:2"}}, "etcd://a:1,b:2/sr"},
-		{etcd.Config{Endpoints: []string{"a:1"}, Prefix: "p/", Username: "alice", Password: "s3cret"}, "etcd://a:1/p"},
-		{etcd.Config{Endpoints: []string{"a:1"}, CACert: files.CACert}, "etcds://a:1/sr"},
+		{etcdconf.Config{Endpoints: []string{"a:1", "b:2"}}, "etcd://a:1,b:2/sr"},
+		{etcdconf.Config{Endpoints: []string{"a:1"}, Prefix: "p/", Username: "alice", Password: "s3cret"}, "etcd://a:1/p"},
+		{etcdconf.Config{Endpoints: []string{"a:1"}, CACert: files.CACert}, "etcds://a:1/sr"},
 	}
 	for _, tt := range tests {
-		r, err := etcd.New(tt.cfg)
+		cfg, err := tt.cfg.WithDefaults()
 		if err != nil {
-			t.Fatalf("New: %v", err)
+			t.Fatalf("WithDefaults: %v", err)
 		}
-		if got := r.String(); got != tt.want {
+		if got := cfg.String(); got != tt.want {
 			t.Errorf("String() = %q, want %q", got, tt.want)
 		}
 	}

@@ -1,12 +1,11 @@
 #!/bin/sh
 # Installs the Debian packages that the integration tests drive for real
-# (tini as a start-latency baseline, supervisord for the supervisord test,
-# util-linux's unshare for the PID 1 tests), when they are missing. Go
-# fetches everything else itself.
+# (supervisord for the supervisord test, util-linux's unshare for the PID 1
+# tests), when they are missing. Go fetches everything else itself; tini,
+# the benchmarks' baseline, is installed by scripts/bench.sh.
 set -eu
 need=""
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
-command -v tini >/dev/null 2>&1 || [ -x /usr/bin/tini ] || need="$need tini"
 command -v supervisord >/dev/null 2>&1 || need="$need supervisor"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

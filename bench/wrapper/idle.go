@@ -168,7 +168,7 @@ func measureIdle(ctx context.Context, h *harness, k int, window time.Duration) (
 	return res, nil
 }
 
-// wrapperRow is the sr-wrapper row.
+// row is the row named name, or nil.
 func (r *idleResult) row(name string) *idleRow {
 	for _, row := range r.rows {
 		if row.name == name {

@@ -73,88 +73,142 @@ type ResolvedConnection struct {
 	Etcd *etcdconf.Config
 }
 
-// Resolve validates the connection flags and reads the secrets from their
-// files or the environment. getenv is os.Getenv in production.
+// Resolve validates the connection flags for the backend that --registry
+// names and reads the secrets from their files or the environment. getenv
+// is os.Getenv in production.
 func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, error) {
+	backend, err := registryBackend(c.Registry)
+	if err != nil {
+		return nil, err
+	}
+	if backend == BackendHTTP {
+		r, err := c.HTTPConnection.resolve(getenv)
+		if err != nil {
+			return nil, err
+		}
+		if err := c.EtcdConnection.checkUnused(c.Registry, getenv); err != nil {
+			return nil, err
+		}
+		return r, nil
+	}
+	// The identity flags mean nothing to etcd, but a bad one is still
+	// an error rather than a flag silently ignored.
+	r, err := c.HTTPConnection.identity(getenv)
+	if err != nil {
+		return nil, err
+	}
+	r.Backend = BackendEtcd
+	if r.Etcd, err = c.EtcdConnection.config(c.Registry, getenv); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// registryBackend says which backend a --registry URL names, by its
+// scheme alone; each backend checks the rest of the URL.
+func registryBackend(registry string) (string, error) {
+	u, err := url.Parse(registry)
+	if err != nil {
+		return "", fmt.Errorf("--registry: %q is not a URL: %w", registry, err)
+	}
+	switch u.Scheme {
+	case "http", "https":
+		return BackendHTTP, nil
+	case "etcd", "etcds":
+		return BackendEtcd, nil
+	}
+	return "", fmt.Errorf("--registry: unknown scheme %q in %q; use http://, https://, etcd:// or etcds://", u.Scheme, registry)
+}
+
+// resolve validates the flags for an http:// or https:// --registry, the
+// Service Registry API: the URLs as the client will use them, and a
+// username and API key, which the API requires.
+func (c *HTTPConnection) resolve(getenv func(string) string) (*ResolvedConnection, error) {
+	if err := (srapi.Config{RegistryURL: c.Registry}).Validate(); err != nil {
+		return nil, fmt.Errorf("--registry: %w", err)
+	}
+	r, err := c.identity(getenv)
+	if err != nil {
+		return nil, err
+	}
+	r.Backend = BackendHTTP
+	if r.Username == "" {
+		return nil, fmt.Errorf("--username: required for an http(s) registry (or set SR_USERNAME)")
+	}
+	if r.APIKey == "" {
+		return nil, fmt.Errorf("--api-key: required for an http(s) registry (or --api-key-file, or SR_API_KEY)")
+	}
+	return r, nil
+}
+
+// identity validates the identity flags, none of them required, and reads
+// the API key.
+func (c *HTTPConnection) identity(getenv func(string) string) (*ResolvedConnection, error) {
 	r := &ResolvedConnection{
 		RegistryURL: c.Registry,
 		Username:    c.Username,
 		Insecure:    c.Insecure,
 		Debug:       c.Debug,
 	}
-	u, err := url.Parse(c.Registry)
-	if err != nil {
-		return nil, fmt.Errorf("--registry: %q is not a URL: %w", c.Registry, err)
-	}
-	switch u.Scheme {
-	case "http", "https":
-		r.Backend = BackendHTTP
-		if u.Host == "" {
-			return nil, fmt.Errorf("--registry: %q has no host; expected e.g. %s", c.Registry, srapi.DefaultRegistryURL)
-		}
-		if u.RawQuery != "" || u.Fragment != "" {
-			return nil, fmt.Errorf("--registry: %q must not have a query or fragment", c.Registry)
-		}
-	case "etcd", "etcds":
-		r.Backend = BackendEtcd
-	default:
-		return nil, fmt.Errorf("--registry: unknown scheme %q in %q; use http://, https://, etcd:// or etcds://", u.Scheme, c.Registry)
-	}
-
 	if c.AuthURL != "" && c.Region != "" {
 		return nil, fmt.Errorf("--auth-url and --region: give one, not both")
 	}
 	if c.Region != "" {
+		var err error
 		if r.AuthURL, err = srapi.AuthURLForRegion(c.Region); err != nil {
 			return nil, fmt.Errorf("--region: %w", err)
 		}
 	}
 	if c.AuthURL != "" {
-		a, err := url.Parse(c.AuthURL)
-		if err != nil || (a.Scheme != "http" && a.Scheme != "https") || a.Host == "" {
-			return nil, fmt.Errorf("--auth-url: %q must be an http:// or https:// URL", c.AuthURL)
+		// The registry URL is left to its default: only the auth URL
+		// is checked here.
+		if err := (srapi.Config{AuthURL: c.AuthURL}).Validate(); err != nil {
+			return nil, fmt.Errorf("--auth-url: %w", err)
 		}
 		r.AuthURL = strings.TrimSuffix(c.AuthURL, "/")
 	}
-
 	key, err := secret("--api-key", c.APIKey, "--api-key-file", c.APIKeyFile, "SR_API_KEY", getenv)
 	if err != nil {
 		return nil, err
 	}
 	r.APIKey = key
-	pw, err := secret("--etcd-password", c.EtcdPassword, "--etcd-password-file", c.EtcdPasswordFile, "SR_ETCD_PASSWORD", getenv)
+	return r, nil
+}
+
+// config is the etcd backend's configuration for an etcd:// or etcds://
+// registry.
+func (c *EtcdConnection) config(registry string, getenv func(string) string) (*etcdconf.Config, error) {
+	pw, err := c.password(getenv)
 	if err != nil {
 		return nil, err
 	}
+	cfg, err := etcdconf.ParseURL(registry)
+	if err != nil {
+		return nil, err
+	}
+	cfg.CACert, cfg.Cert, cfg.Key = c.EtcdCACert, c.EtcdCert, c.EtcdKey
+	cfg.Username, cfg.Password = c.EtcdUsername, pw
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &cfg, nil
+}
 
-	if r.Backend == BackendHTTP {
-		if r.Username == "" {
-			return nil, fmt.Errorf("--username: required for an http(s) registry (or set SR_USERNAME)")
-		}
-		if r.APIKey == "" {
-			return nil, fmt.Errorf("--api-key: required for an http(s) registry (or --api-key-file, or SR_API_KEY)")
-		}
+// checkUnused refuses etcd flags (or SR_ETCD_PASSWORD) given with a
+// registry that is not etcd, where they would be silently ignored.
+func (c *EtcdConnection) checkUnused(registry string, getenv func(string) string) error {
+	pw, err := c.password(getenv)
+	if err != nil {
+		return err
 	}
-	if r.Backend == BackendHTTP {
-		if err := r.SRAPIConfig(nil, "").Validate(); err != nil {
-			return nil, fmt.Errorf("--registry/--auth-url: %w", err)
-		}
+	if c.EtcdCACert != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUsername != "" || pw != "" {
+		return fmt.Errorf("--etcd-*: only apply to an etcd:// registry, not %q", registry)
 	}
-	if r.Backend == BackendEtcd {
-		cfg, err := etcdconf.ParseURL(c.Registry)
-		if err != nil {
-			return nil, err
-		}
-		cfg.CACert, cfg.Cert, cfg.Key = c.EtcdCACert, c.EtcdCert, c.EtcdKey
-		cfg.Username, cfg.Password = c.EtcdUsername, pw
-		if err := cfg.Validate(); err != nil {
-			return nil, err
-		}
-		r.Etcd = &cfg
-	} else if c.EtcdCACert != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUsername != "" || pw != "" {
-		return nil, fmt.Errorf("--etcd-*: only apply to an etcd:// registry, not %q", c.Registry)
-	}
-	return r, nil
+	return nil
+}
+
+func (c *EtcdConnection) password(getenv func(string) string) (string, error) {
+	return secret("--etcd-password", c.EtcdPassword, "--etcd-password-file", c.EtcdPasswordFile, "SR_ETCD_PASSWORD", getenv)
 }
 
 // secret reads a secret from its flag, its file flag or its environment

@@ -47,6 +47,26 @@ func SplitList(s string) ([]string, error) {
 	return items, nil
 }
 
+// JoinList is the inverse of SplitList: it joins items with commas,
+// escaping a comma or backslash inside an item with a backslash, so that
+// what srctl shows can be given back to sr-wrapper's --tags or
+// --metadata ("key=value" items) unchanged.
+func JoinList(items []string) string {
+	var b strings.Builder
+	for i, item := range items {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		for j := range len(item) {
+			if c := item[j]; c == ',' || c == '\\' {
+				b.WriteByte('\\')
+			}
+			b.WriteByte(item[j])
+		}
+	}
+	return b.String()
+}
+
 // ParseTags turns the values of a repeatable --tags flag, each
 // comma-separated, into a list. A tag given twice is an error.
 func ParseTags(values []string) ([]string, error) {

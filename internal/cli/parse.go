@@ -1,13 +1,14 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"io"
+	"strconv"
 
 	"github.com/alecthomas/kong"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/health"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 )
 
@@ -41,14 +42,24 @@ func ParseWrapper(args []string, version buildinfo.Info, getenv func(string) str
 		Wrapper `embed:""`
 		Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
 	}
-	if _, err := parse(&w, "sr-wrapper", wrapperDescription, wrapperRegistryHelp, args, version, stdout, stderr); err != nil {
+	vars := kong.Vars{
+		"registry_help":  wrapperRegistryHelp,
+		"check_interval": health.DefaultInterval.String(),
+		"check_timeout":  health.DefaultTimeout.String(),
+		"check_rise":     strconv.Itoa(health.DefaultRise),
+		"check_fall":     strconv.Itoa(health.DefaultFall),
+	}
+	if _, err := parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr); err != nil {
 		return nil, err
 	}
 	return w.Wrapper.Config(getenv)
 }
 
-// parse runs kong over args into target, turning kong's exits into ErrExit.
-func parse(target any, name, description, registryHelp string, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
+// parse runs kong over args into target, turning kong's exits into
+// ErrExit. vars are the command's own, beside version and
+// default_registry; a usage error comes back as kong's *kong.ParseError,
+// which knows how far parsing got.
+func parse(target any, name, description string, vars kong.Vars, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
 	exitCode := -1
 	parser, err := kong.New(target,
 		kong.Name(name),
@@ -58,8 +69,8 @@ func parse(target any, name, description, registryHelp string, args []string, ve
 		kong.Vars{
 			"version":          name + " " + version.String(),
 			"default_registry": srapi.DefaultRegistryURL,
-			"registry_help":    registryHelp,
 		},
+		vars,
 		kong.ConfigureHelp(kong.HelpOptions{Compact: true, NoExpandSubcommands: false}),
 	)
 	if err != nil {
@@ -80,10 +91,6 @@ func parse(target any, name, description, registryHelp string, args []string, ve
 		return nil, &ErrExit{Code: exitCode}
 	}
 	if err != nil {
-		var pe *kong.ParseError
-		if errors.As(err, &pe) {
-			return nil, errors.New(pe.Error())
-		}
 		return nil, err
 	}
 	return ctx, nil

@@ -1,10 +1,9 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"io"
-	"net/url"
-	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -42,45 +41,30 @@ type SrctlConnection struct {
 	HTTPConnection `embed:""`
 }
 
-// Resolve validates the flags like Connection.Resolve, and refuses any
-// registry that is not the HTTP API.
+// Resolve validates the flags as Connection.Resolve does for an http(s)
+// registry, and refuses an etcd one with a message saying why.
 func (c *SrctlConnection) Resolve(getenv func(string) string) (*ResolvedConnection, error) {
-	if u, err := url.Parse(c.Registry); err == nil && (u.Scheme == "etcd" || u.Scheme == "etcds") {
-		return nil, fmt.Errorf("--registry: srctl speaks the Service Registry API (http:// or https://); %q is an etcd registry, which has no sessions, events or configuration to show", c.Registry)
-	}
-	full := Connection{HTTPConnection: c.HTTPConnection}
-	// SR_ETCD_PASSWORD in the environment must not make Resolve complain
-	// about etcd flags srctl does not have.
-	noEtcd := func(k string) string {
-		if k == "SR_ETCD_PASSWORD" {
-			return ""
-		}
-		return getenv(k)
-	}
-	r, err := full.Resolve(noEtcd)
+	backend, err := registryBackend(c.Registry)
 	if err != nil {
 		return nil, err
 	}
-	if r.Backend != BackendHTTP {
-		return nil, fmt.Errorf("--registry: srctl needs an http:// or https:// registry, got %q", c.Registry)
+	if backend != BackendHTTP {
+		return nil, fmt.Errorf("--registry: srctl speaks the Service Registry API (http:// or https://); %q is an etcd registry, which has no sessions, events or configuration to show", c.Registry)
 	}
-	return r, nil
+	return c.HTTPConnection.resolve(getenv)
 }
 
 const srctlRegistryHelp = "Registry API to use: http(s)://host:port/v1.0."
 
-// srctl's output formats.
-const (
-	OutputTable = "table"
-	OutputJSON  = "json"
-)
+// OutputJSON is the --output that prints the API's objects; the other is
+// "table".
+const OutputJSON = "json"
 
 // Bounds of srctl's flags.
 const (
 	// MaxSinceWithoutMarker is how far back the events feed reaches
 	// without a marker: the API returns the last hour.
 	MaxSinceWithoutMarker = time.Hour
-	DefaultFollowInterval = time.Second
 	minFollowInterval     = 100 * time.Millisecond
 	maxFollowInterval     = 10 * time.Minute
 )
@@ -263,7 +247,7 @@ type SrctlConfig struct {
 	After    string        // events follow --after
 	Interval time.Duration // events follow --interval
 
-	Output   string // OutputTable or OutputJSON
+	Output   string // "table" or OutputJSON
 	Limit    int    // 0: all
 	PageSize int    // 0: the server's default
 
@@ -277,74 +261,25 @@ type SrctlConfig struct {
 // the caller to print and exit with ExitUsage.
 func ParseSrctl(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*SrctlConfig, error) {
 	var s srctl
-	kctx, err := parse(&s, "srctl", srctlDescription, srctlRegistryHelp, args, version, stdout, stderr)
+	kctx, err := parse(&s, "srctl", srctlDescription, kong.Vars{"registry_help": srctlRegistryHelp}, args, version, stdout, stderr)
 	if err != nil {
-		if _, ok := err.(*ErrExit); ok {
-			return nil, err
-		}
 		// kong's messages ("expected \"<id>\"") do not say of which
-		// command.
-		if cmd := commandInArgs(args); cmd != "" {
-			return nil, fmt.Errorf("%s: %w (see srctl %s --help)", cmd, err, cmd)
+		// command: name the one it had reached.
+		if pe, ok := errors.AsType[*kong.ParseError](err); ok && pe.Context != nil {
+			if n := pe.Context.Selected(); n != nil {
+				return nil, fmt.Errorf("%s: %w (see %s --help)", n.Path(), err, n.FullPath())
+			}
+		}
+		if _, ok := errors.AsType[*ErrExit](err); ok {
+			return nil, err
 		}
 		return nil, fmt.Errorf("%w (see srctl --help)", err)
 	}
-	return s.config(commandWords(kctx.Command()), getenv)
-}
-
-// srctlSubcommands returns the subcommands of a command, and whether it
-// is one, for messages.
-func srctlSubcommands(cmd string) ([]string, bool) {
-	switch cmd {
-	case "services":
-		return []string{"list", "get", "rm"}, true
-	case "sessions":
-		return []string{"list", "get"}, true
-	case "events":
-		return []string{"list", "follow"}, true
-	case "config":
-		return []string{"list", "get", "set", "rm"}, true
-	case "limits", "overview":
-		return nil, true
+	command := ""
+	if n := kctx.Selected(); n != nil {
+		command = n.Path()
 	}
-	return nil, false
-}
-
-// commandInArgs finds the command in args that did not parse, e.g.
-// "services get", or "" when there is none. It is a guess for a message
-// only: a flag's value that happens to be a command name can mislead it.
-func commandInArgs(args []string) string {
-	var words []string
-	for _, a := range args {
-		if a == "--" {
-			break
-		}
-		if strings.HasPrefix(a, "-") {
-			continue
-		}
-		if len(words) == 0 {
-			if _, ok := srctlSubcommands(a); ok {
-				words = append(words, a)
-			}
-			continue
-		}
-		if subs, _ := srctlSubcommands(words[0]); slices.Contains(subs, a) {
-			words = append(words, a)
-		}
-		break
-	}
-	return strings.Join(words, " ")
-}
-
-// commandWords drops kong's "<arg>" placeholders from a command path.
-func commandWords(path string) string {
-	var words []string
-	for w := range strings.FieldsSeq(path) {
-		if !strings.HasPrefix(w, "<") {
-			words = append(words, w)
-		}
-	}
-	return strings.Join(words, " ")
+	return s.config(command, getenv)
 }
 
 func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig, error) {

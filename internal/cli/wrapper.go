@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -35,10 +36,10 @@ type Wrapper struct {
 	CheckHTTP     string        `name:"check-http" group:"health" placeholder:"URL" help:"Register the service only while GET URL answers 2xx or 3xx."`
 	CheckTCP      string        `name:"check-tcp" group:"health" placeholder:"HOST:PORT" help:"Register the service only while HOST:PORT accepts TCP connections."`
 	CheckCmd      string        `name:"check-cmd" group:"health" placeholder:"'COMMAND ARGS'" help:"Register the service only while COMMAND exits 0. Run without a shell (quotes work as in sh); use \"sh -c '...'\" for pipes or variables."`
-	CheckInterval time.Duration `name:"check-interval" group:"health" default:"5s" placeholder:"DURATION" help:"Time between health checks. Default: ${default}."`
-	CheckTimeout  time.Duration `name:"check-timeout" group:"health" default:"2s" placeholder:"DURATION" help:"A check that takes longer fails. Default: ${default}."`
-	CheckRise     int           `name:"check-rise" group:"health" default:"1" placeholder:"N" help:"Passes in a row that make the service healthy (registered). Default: ${default}."`
-	CheckFall     int           `name:"check-fall" group:"health" default:"3" placeholder:"N" help:"Failures in a row that make it unhealthy (deregistered; the child keeps running). Default: ${default}."`
+	CheckInterval time.Duration `name:"check-interval" group:"health" default:"${check_interval}" placeholder:"DURATION" help:"Time between health checks. Default: ${default}."`
+	CheckTimeout  time.Duration `name:"check-timeout" group:"health" default:"${check_timeout}" placeholder:"DURATION" help:"A check that takes longer fails. Default: ${default}."`
+	CheckRise     int           `name:"check-rise" group:"health" default:"${check_rise}" placeholder:"N" help:"Passes in a row that make the service healthy (registered). Default: ${default}."`
+	CheckFall     int           `name:"check-fall" group:"health" default:"${check_fall}" placeholder:"N" help:"Failures in a row that make it unhealthy (deregistered; the child keeps running). Default: ${default}."`
 
 	LogFormat string `name:"log-format" default:"auto" enum:"auto,json,console" help:"Log format: json, console, or auto (json unless stderr is a terminal)."`
 	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Minimum level of log lines."`
@@ -46,17 +47,18 @@ type Wrapper struct {
 	Command []string `arg:"" optional:"" name:"command" passthrough:"" placeholder:"COMMAND [ARGS...]" help:"The program to run and its arguments. Put -- before it when it takes flags of its own."`
 }
 
-// Exit statuses of the wrapper itself. Everything else is the child's.
+// Exit statuses of the wrapper itself, for a bad command line and for
+// --abort-on-failure. Everything else is the child's (see
+// internal/supervisor).
 const (
-	ExitUsage           = 2
-	ExitAbort           = 100
-	ExitNotExecutable   = 126
-	ExitCommandNotFound = 127
-	ExitSignalBase      = 128
-	DefaultInterval     = 30
-	DefaultStopTimeout  = 10 * time.Second
-	maxStopTimeout      = 24 * time.Hour
-	maxDrainDelay       = time.Hour
+	ExitUsage = 2
+	ExitAbort = 100
+)
+
+// Bounds of the stop flags.
+const (
+	maxStopTimeout = 24 * time.Hour
+	maxDrainDelay  = time.Hour
 )
 
 // WrapperConfig is a validated Wrapper command line.
@@ -125,8 +127,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		return nil, fmt.Errorf("--session-metadata: %w", err)
 	}
 	if err := api.ValidateHeartbeatTimeout(w.Interval); err != nil {
-		return nil, fmt.Errorf("--interval: must be between %d and %d seconds, got %d",
-			api.MinHeartbeatTimeout, api.MaxHeartbeatTimeout, w.Interval)
+		return nil, fmt.Errorf("--interval: %w", ruleOf(err))
 	}
 	if w.Retries < 0 {
 		return nil, fmt.Errorf("--retries: must be 0 (never give up) or more, got %d", w.Retries)
@@ -148,9 +149,6 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	logOpts := logging.Options{Format: w.LogFormat, Level: w.LogLevel}
 	if conn.Debug {
 		logOpts.Level = "debug"
-	}
-	if err := logging.ValidateOptions(logOpts); err != nil {
-		return nil, err
 	}
 	command := w.Command
 	if len(command) > 0 && command[0] == "--" {
@@ -226,10 +224,8 @@ func (w *Wrapper) check() (*Check, error) {
 // ruleOf drops the field name from an API validation error, for messages
 // that name the flag instead.
 func ruleOf(err error) error {
-	var ve *api.ValidationError
-	if e, ok := err.(*api.ValidationError); ok {
-		ve = e
-		return fmt.Errorf("%s", ve.Rule)
+	if ve, ok := errors.AsType[*api.ValidationError](err); ok {
+		return errors.New(ve.Rule)
 	}
 	return err
 }

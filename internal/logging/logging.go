@@ -67,13 +67,6 @@ func New(opts Options) (*zap.Logger, error) {
 	return zap.New(core), nil
 }
 
-// ValidateOptions checks Format and Level without building a logger, for
-// flag validation.
-func ValidateOptions(opts Options) error {
-	_, err := New(Options{Format: opts.Format, Level: opts.Level, Output: io.Discard})
-	return err
-}
-
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	if !ok {

@@ -135,6 +135,21 @@ func TestConfigCommandsInBothOutputs(t *testing.T) {
 	}
 }
 
+// TestConfigValueKeepsItsTrailingBlanksInTables: a value is the last
+// column, printed as it is, so its trailing blanks reach the reader.
+func TestConfigValueKeepsItsTrailingBlanksInTables(t *testing.T) {
+	h := setup(t)
+	const value = "ends in two blanks  "
+	h.ok("config", "set", "production/motd", value)
+	want := "ID                VALUE\n/production/motd  " + value + "\n"
+	if out := h.ok("config", "get", "production/motd"); out != want {
+		t.Fatalf("config get:\n%q\nwant:\n%q", out, want)
+	}
+	if out := h.ok("config", "list"); out != want {
+		t.Fatalf("config list:\n%q\nwant:\n%q", out, want)
+	}
+}
+
 func TestEventsListInBothOutputs(t *testing.T) {
 	h := setup(t)
 	sid, _ := h.session(30, nil)

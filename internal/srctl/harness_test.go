@@ -222,47 +222,66 @@ func wantRows(t *testing.T, what string, got [][]string, want ...[]string) {
 }
 
 // lineStream collects the lines written to a pipe, for a command that
-// runs on (events follow).
+// runs on (events follow). It reads the pipe to its end, whatever the
+// test waits for, so that the command never blocks on a write.
 type lineStream struct {
-	lines chan string
-	eof   chan struct{} // closed when the writer closed and all is complete
-	mu    sync.Mutex
-	all   []string
+	more chan struct{} // holds a token when lines were added since waitFor last looked
+	eof  chan struct{} // closed when the writer closed and all is complete
+	mu   sync.Mutex
+	all  []string
+	next int // index in all of the first line waitFor has not looked at
 }
 
 func newLineStream(r io.Reader) *lineStream {
-	s := &lineStream{lines: make(chan string, 1024), eof: make(chan struct{})}
+	s := &lineStream{more: make(chan struct{}, 1), eof: make(chan struct{})}
 	go func() {
 		defer close(s.eof)
-		defer close(s.lines)
 		sc := bufio.NewScanner(r)
-		for sc.Scan() {
+		add := func(l string) {
 			s.mu.Lock()
-			s.all = append(s.all, sc.Text())
+			s.all = append(s.all, l)
 			s.mu.Unlock()
 			select {
-			case s.lines <- sc.Text():
-			default:
-				// Nobody waits for lines this far ahead; all keeps them.
+			case s.more <- struct{}{}:
+			default: // a token is already waiting
 			}
+		}
+		for sc.Scan() {
+			add(sc.Text())
+		}
+		if err := sc.Err(); err != nil {
+			add("(lineStream: " + err.Error() + ")")
+			_, _ = io.Copy(io.Discard, r)
 		}
 	}()
 	return s
 }
 
 // waitFor reads lines until one contains all of subs, failing the test
-// after d. It returns the line.
+// after d. It returns the line. Each call goes on after the line the
+// previous one returned.
 func (s *lineStream) waitFor(t *testing.T, d time.Duration, subs ...string) string {
 	t.Helper()
 	deadline := time.After(d)
 	for {
-		select {
-		case l, ok := <-s.lines:
-			if !ok {
-				t.Fatalf("stream ended before a line with %q; saw:\n%s", subs, s.text())
-			}
+		s.mu.Lock()
+		for s.next < len(s.all) {
+			l := s.all[s.next]
+			s.next++
 			if containsAll(l, subs) {
+				s.mu.Unlock()
 				return l
+			}
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.more:
+		case <-s.eof:
+			s.mu.Lock()
+			done := s.next == len(s.all)
+			s.mu.Unlock()
+			if done {
+				t.Fatalf("stream ended before a line with %q; saw:\n%s", subs, s.text())
 			}
 		case <-deadline:
 			t.Fatalf("no line with %q within %s; saw:\n%s", subs, d, s.text())

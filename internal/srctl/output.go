@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"unicode"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 )
 
 // timeLayout is how times are shown: local time, to the second.
@@ -54,34 +56,32 @@ func nonNil[T any](s []T) []T {
 
 // writeTable prints rows under header in aligned columns. Every cell goes
 // through cell, so a tab or newline in the registry's data cannot break
-// the alignment and an escape sequence cannot reach the terminal.
+// the alignment and an escape sequence cannot reach the terminal. The last
+// cell of a line is not part of a column: tabwriter does not pad it, and
+// its value is printed as it is, trailing blanks included.
 func writeTable(w io.Writer, header []string, rows [][]string) error {
-	var buf bytes.Buffer
-	tw := tabwriter.NewWriter(&buf, 0, 8, 2, ' ', 0)
-	line := func(cells []string) {
+	tw := tabwriter.NewWriter(w, 0, 8, 2, ' ', 0)
+	line := func(cells []string) error {
+		var b strings.Builder
 		for i, c := range cells {
 			if i > 0 {
-				tw.Write([]byte{'\t'})
+				b.WriteByte('\t')
 			}
-			tw.Write([]byte(cell(c)))
+			b.WriteString(cell(c))
 		}
-		tw.Write([]byte{'\n'})
+		b.WriteByte('\n')
+		_, err := io.WriteString(tw, b.String())
+		return err
 	}
-	line(header)
-	for _, row := range rows {
-		line(row)
-	}
-	if err := tw.Flush(); err != nil {
+	if err := line(header); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
-	// tabwriter pads the last column when the cells before it vary;
-	// trailing blanks only get in the way of a reader's grep.
-	var out bytes.Buffer
-	for l := range bytes.Lines(buf.Bytes()) {
-		out.Write(bytes.TrimRight(l, " \n"))
-		out.WriteByte('\n')
+	for _, row := range rows {
+		if err := line(row); err != nil {
+			return fmt.Errorf("write output: %w", err)
+		}
 	}
-	if _, err := w.Write(out.Bytes()); err != nil {
+	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("write output: %w", err)
 	}
 	return nil
@@ -122,11 +122,7 @@ func compactList(items []string) string {
 	if len(items) == 0 {
 		return none
 	}
-	esc := make([]string, len(items))
-	for i, s := range items {
-		esc[i] = escapeItem(s)
-	}
-	return strings.Join(esc, ",")
+	return cli.JoinList(items)
 }
 
 // compactMap shows metadata as sr-wrapper's --metadata takes it:
@@ -135,23 +131,12 @@ func compactMap(m map[string]string) string {
 	if len(m) == 0 {
 		return none
 	}
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
+	keys := slices.Sorted(maps.Keys(m))
 	pairs := make([]string, len(keys))
 	for i, k := range keys {
-		pairs[i] = escapeItem(k) + "=" + escapeItem(m[k])
+		pairs[i] = k + "=" + m[k]
 	}
-	return strings.Join(pairs, ",")
-}
-
-func escapeItem(s string) string {
-	if !strings.ContainsAny(s, `,\`) {
-		return s
-	}
-	return strings.NewReplacer(`\`, `\\`, `,`, `\,`).Replace(s)
+	return cli.JoinList(pairs)
 }
 
 // localTime shows a timestamp of the API (ms since the epoch) in local

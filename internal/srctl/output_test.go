@@ -4,11 +4,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 )
 
 func TestAgeShowsTwoLargestUnits(t *testing.T) {
@@ -50,23 +52,54 @@ func TestTimeAndAgeIsLocalTime(t *testing.T) {
 	}
 }
 
+// TestCompactFormsReadBackAsWrapperFlags shows tags and metadata the way
+// sr-wrapper's --tags and --metadata take them: each text, given back to
+// those flags' parsers, is the same tags and metadata.
 func TestCompactFormsReadBackAsWrapperFlags(t *testing.T) {
-	tests := []struct {
+	tags := []struct {
 		name string
-		got  string
+		in   []string
 		want string
 	}{
-		{"tags", compactList([]string{"web", "http"}), "web,http"},
-		{"tag with a comma", compactList([]string{"a,b", `c\d`}), `a\,b,c\\d`},
-		{"no tags", compactList(nil), "-"},
-		{"metadata sorted by key", compactMap(map[string]string{"port": "80", "dc": "lon"}), "dc=lon,port=80"},
-		{"metadata with a comma", compactMap(map[string]string{"k": "x,y"}), `k=x\,y`},
-		{"no metadata", compactMap(map[string]string{}), "-"},
+		{"tags", []string{"web", "http"}, "web,http"},
+		{"tag with a comma", []string{"a,b", `c\d`}, `a\,b,c\\d`},
+		{"tag that is a backslash", []string{`\`, "x=y"}, `\\,x=y`},
 	}
-	for _, tt := range tests {
-		if tt.got != tt.want {
-			t.Errorf("%s: %q, want %q", tt.name, tt.got, tt.want)
+	for _, tt := range tags {
+		got := compactList(tt.in)
+		if got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
 		}
+		back, err := cli.ParseTags([]string{got})
+		if err != nil || !reflect.DeepEqual(back, tt.in) {
+			t.Errorf("%s: --tags %q reads back as %q, %v; want %q", tt.name, got, back, err, tt.in)
+		}
+	}
+	metadata := []struct {
+		name string
+		in   map[string]string
+		want string
+	}{
+		{"metadata sorted by key", map[string]string{"port": "80", "dc": "lon"}, "dc=lon,port=80"},
+		{"metadata with a comma", map[string]string{"k": "x,y"}, `k=x\,y`},
+		{"metadata with backslashes and equals", map[string]string{`a\b`: `c:\`, "url": "http://x/?a=b,c"}, `a\\b=c:\\,url=http://x/?a=b\,c`},
+	}
+	for _, tt := range metadata {
+		got := compactMap(tt.in)
+		if got != tt.want {
+			t.Errorf("%s: %q, want %q", tt.name, got, tt.want)
+		}
+		back, err := cli.ParseKeyValues([]string{got})
+		if err != nil || !reflect.DeepEqual(back, tt.in) {
+			t.Errorf("%s: --metadata %q reads back as %q, %v; want %q", tt.name, got, back, err, tt.in)
+		}
+	}
+	// Nothing is shown as "-", which no flag is given for.
+	if got := compactList(nil); got != "-" {
+		t.Errorf("no tags: %q, want \"-\"", got)
+	}
+	if got := compactMap(map[string]string{}); got != "-" {
+		t.Errorf("no metadata: %q, want \"-\"", got)
 	}
 }
 

@@ -29,8 +29,8 @@ import (
 // Exit statuses of srctl.
 const (
 	ExitOK    = 0
-	ExitError = 1 // the registry refused or failed, or output could not be written
-	ExitUsage = 2 // bad command line; nothing was sent
+	ExitError = 1             // the registry refused or failed, or output could not be written
+	ExitUsage = cli.ExitUsage // bad command line; nothing was sent
 	// ExitStale: the registry was unreachable and services list showed
 	// the cached list instead.
 	ExitStale = 3

@@ -1,0 +1,133 @@
+package cli
+
+import (
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/health"
+)
+
+// parseWrapper parses a valid sr-wrapper command line with extra flags
+// added, with an empty environment besides env.
+func parseWrapper(t *testing.T, env map[string]string, extra ...string) (*WrapperConfig, error) {
+	t.Helper()
+	args := append([]string{"--id=web-1", "--registry=http://127.0.0.1:8181/v1.0", "--username=alice", "--api-key=k"}, extra...)
+	args = append(args, "--", "sleep", "1")
+	getenv := func(k string) string { return env[k] }
+	return ParseWrapper(args, buildinfo.Info{Version: "test"}, getenv, io.Discard, io.Discard)
+}
+
+func TestHealthCheckFlags(t *testing.T) {
+	defaults := func(c Check) Check {
+		c.Interval, c.Timeout, c.Rise, c.Fall = health.DefaultInterval, health.DefaultTimeout, health.DefaultRise, health.DefaultFall
+		return c
+	}
+	tests := []struct {
+		name        string
+		flags       []string
+		want        *Check // without Checker; zero timings mean health's defaults
+		wantChecker string // the Checker's String
+		wantErr     string
+	}{
+		{name: "no check", flags: nil, want: nil},
+		{name: "http", flags: []string{"--check-http=http://127.0.0.1:8080/health"},
+			want: &Check{}, wantChecker: "GET http://127.0.0.1:8080/health"},
+		{name: "tcp", flags: []string{"--check-tcp=127.0.0.1:3306"},
+			want: &Check{}, wantChecker: "TCP connect 127.0.0.1:3306"},
+		{name: "command, quoted as in sh", flags: []string{"--check-cmd=sh -c 'exit 0'"},
+			want: &Check{Command: []string{"sh", "-c", "exit 0"}}},
+		{name: "timing given", flags: []string{"--check-tcp=127.0.0.1:3306", "--check-interval=10s", "--check-timeout=10s", "--check-rise=2", "--check-fall=5"},
+			want: &Check{Interval: 10 * time.Second, Timeout: 10 * time.Second, Rise: 2, Fall: 5}, wantChecker: "TCP connect 127.0.0.1:3306"},
+
+		{name: "two checks", flags: []string{"--check-http=http://127.0.0.1/", "--check-tcp=127.0.0.1:80"},
+			wantErr: "--check-http, --check-tcp, --check-cmd: give one check, not 2"},
+		{name: "three checks", flags: []string{"--check-http=http://127.0.0.1/", "--check-tcp=127.0.0.1:80", "--check-cmd=true"},
+			wantErr: "give one check, not 3"},
+		{name: "http URL without a host", flags: []string{"--check-http=http:///health"},
+			wantErr: `--check-http: "http:///health" has no host`},
+		{name: "http URL without a scheme", flags: []string{"--check-http=127.0.0.1:8080/health"},
+			wantErr: `--check-http: "127.0.0.1:8080/health" has no http:// or https:// scheme`},
+		{name: "tcp address without a host", flags: []string{"--check-tcp=:3306"},
+			wantErr: `--check-tcp: ":3306" has no host`},
+		{name: "command with an unbalanced quote", flags: []string{"--check-cmd=sh -c 'exit 0"},
+			wantErr: "--check-cmd: single quote at offset 6 is never closed"},
+		{name: "command not found", flags: []string{"--check-cmd=no-such-check-command --flag"},
+			wantErr: `--check-cmd: command "no-such-check-command" not found in $PATH`},
+		{name: "timeout longer than the interval", flags: []string{"--check-tcp=127.0.0.1:80", "--check-interval=2s", "--check-timeout=3s"},
+			wantErr: "--check-timeout (3s) must not be longer than --check-interval (2s)"},
+		{name: "zero interval", flags: []string{"--check-tcp=127.0.0.1:80", "--check-interval=0s"},
+			wantErr: "--check-interval must be more than 0"},
+		{name: "zero rise", flags: []string{"--check-tcp=127.0.0.1:80", "--check-rise=0"},
+			wantErr: "--check-rise must be at least 1"},
+		{name: "zero fall", flags: []string{"--check-cmd=true", "--check-fall=0"},
+			wantErr: "--check-fall must be at least 1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseWrapper(t, nil, tt.flags...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("%q: error %v, want one containing %q", tt.flags, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", tt.flags, err)
+			}
+			got := cfg.Check
+			if tt.want == nil {
+				if got != nil {
+					t.Fatalf("%q: check %+v, want none", tt.flags, got)
+				}
+				return
+			}
+			if got == nil {
+				t.Fatalf("%q: no check", tt.flags)
+			}
+			want := *tt.want
+			if want.Interval == 0 {
+				want = defaults(want)
+			}
+			checker := ""
+			if got.Checker != nil {
+				checker = got.Checker.String()
+			}
+			if checker != tt.wantChecker {
+				t.Errorf("%q: checker %q, want %q", tt.flags, checker, tt.wantChecker)
+			}
+			g := *got
+			g.Checker = nil
+			if !reflect.DeepEqual(g, want) {
+				t.Errorf("%q: check %+v, want %+v", tt.flags, g, want)
+			}
+		})
+	}
+}
+
+func TestIntervalFlag(t *testing.T) {
+	for _, tt := range []struct {
+		interval string
+		wantErr  string
+		want     time.Duration
+	}{
+		{"3", "", 3 * time.Second},
+		{"30", "", 30 * time.Second},
+		{"2", "--interval: must be an integer between 3 and 30 seconds, got 2", 0},
+		{"31", "--interval: must be an integer between 3 and 30 seconds, got 31", 0},
+	} {
+		cfg, err := parseWrapper(t, nil, "--interval="+tt.interval)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("--interval=%s: error %v, want %q", tt.interval, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || cfg.TTL != tt.want {
+			t.Errorf("--interval=%s: %v, TTL %v; want %v", tt.interval, err, cfg, tt.want)
+		}
+	}
+}

@@ -145,7 +145,6 @@ func run(o options) error {
 		if err != nil {
 			return err
 		}
-		id.TenantURL = authURL + "/v1.0/" + id.TenantID
 		tenants[i] = id
 	}
 	sessions := make([]sess, o.sessions)
@@ -161,7 +160,7 @@ func run(o options) error {
 		defer w.conn.Close()
 		// One request per connection so that the server has set up its
 		// side before the baseline.
-		if err := w.get(tenants[0], "/limits"); err != nil {
+		if err := w.call(http.MethodGet, tenants[0], "/limits", http.StatusOK); err != nil {
 			return err
 		}
 		workers[i] = w
@@ -176,13 +175,13 @@ func run(o options) error {
 		if err := w.create(&warm, o.timeout); err != nil {
 			return err
 		}
-		if err := w.delete(tenants[warm.tenant], "/sessions/"+string(warm.id[:])); err != nil {
+		if err := w.call(http.MethodDelete, tenants[warm.tenant], "/sessions/"+string(warm.id[:]), http.StatusNoContent); err != nil {
 			return err
 		}
 	}
 	// Touch every tenant too: a tenant's state is not per-session cost.
 	for _, id := range tenants {
-		if err := workers[0].get(id, "/limits"); err != nil {
+		if err := workers[0].call(http.MethodGet, id, "/limits", http.StatusOK); err != nil {
 			return err
 		}
 	}
@@ -220,15 +219,11 @@ func run(o options) error {
 		w.sessions = append(w.sessions, &sessions[i])
 	}
 	if o.cpuprof != "" {
-		f, err := os.Create(o.cpuprof)
+		stop, err := startCPUProfile(o.cpuprof)
 		if err != nil {
 			return err
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+		defer stop()
 		if srv.profile != nil {
 			if err := srv.profile(); err != nil {
 				return err
@@ -338,6 +333,23 @@ func selfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// startCPUProfile starts the CPU profile into path; stop ends it and
+// closes the file.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("CPU profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("CPU profile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
+}
+
 // writeHeapProfile writes the heap profile to -memprofile plus suffix, in
 // process only (a child's heap is not ours to profile).
 func writeHeapProfile(o options, suffix string) error {
@@ -425,28 +437,16 @@ func dial(addr string, tenants []registrytest.Identity) (*worker, error) {
 	return &worker{conn: c, r: bufio.NewReader(c), w: bufio.NewWriter(c), host: addr, tenants: tenants, req: make([]byte, 0, 512)}, nil
 }
 
-// delete sends DELETE /v1.0/<tenant><path> as that tenant and expects 204.
-func (w *worker) delete(id registrytest.Identity, path string) error {
-	fmt.Fprintf(w.w, "DELETE /v1.0/%s%s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\n\r\n", id.TenantID, path, w.host, id.Token)
+// call sends a bodiless method /v1.0/<tenant><path> as that tenant and
+// expects the status want.
+func (w *worker) call(method string, id registrytest.Identity, path string, want int) error {
+	fmt.Fprintf(w.w, "%s /v1.0/%s%s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\n\r\n", method, id.TenantID, path, w.host, id.Token)
 	if err := w.w.Flush(); err != nil {
 		return err
 	}
 	status, body, err := w.readResponse()
-	if err == nil && status != http.StatusNoContent {
-		err = fmt.Errorf("DELETE %s: status %d: %s", path, status, body)
-	}
-	return err
-}
-
-// get sends GET /v1.0/<tenant><path> as that tenant and expects 200.
-func (w *worker) get(id registrytest.Identity, path string) error {
-	fmt.Fprintf(w.w, "GET /v1.0/%s%s HTTP/1.1\r\nHost: %s\r\nX-Auth-Token: %s\r\n\r\n", id.TenantID, path, w.host, id.Token)
-	if err := w.w.Flush(); err != nil {
-		return err
-	}
-	status, body, err := w.readResponse()
-	if err == nil && status != http.StatusOK {
-		err = fmt.Errorf("GET %s: status %d: %s", path, status, body)
+	if err == nil && status != want {
+		err = fmt.Errorf("%s %s: status %d, want %d: %s", method, path, status, want, body)
 	}
 	return err
 }

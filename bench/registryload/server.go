@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -116,14 +115,23 @@ func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
 		_ = cmd.Wait()
 		return serverHandle{}, fmt.Errorf("server child did not report its address: %q %v", line, err)
 	}
-	heap := func() (uint64, error) {
-		if _, err := io.WriteString(in, "mem\n"); err != nil {
-			return 0, err
+	// ask sends a question ("mem", "cpu") and returns the value of the
+	// child's answer, "<question> <value>".
+	ask := func(question string) (string, error) {
+		if _, err := io.WriteString(in, question+"\n"); err != nil {
+			return "", err
 		}
 		line, err := out.ReadString('\n')
-		v, ok := strings.CutPrefix(strings.TrimSpace(line), "mem ")
+		v, ok := strings.CutPrefix(strings.TrimSpace(line), question+" ")
 		if err != nil || !ok {
-			return 0, fmt.Errorf("server child memory: %q %v", line, err)
+			return "", fmt.Errorf("server child %s: %q %v", question, line, err)
+		}
+		return v, nil
+	}
+	heap := func() (uint64, error) {
+		v, err := ask("mem")
+		if err != nil {
+			return 0, err
 		}
 		return strconv.ParseUint(v, 10, 64)
 	}
@@ -136,13 +144,9 @@ func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
 		return err
 	}
 	cpu := func() (time.Duration, error) {
-		if _, err := io.WriteString(in, "cpu\n"); err != nil {
+		v, err := ask("cpu")
+		if err != nil {
 			return 0, err
-		}
-		line, err := out.ReadString('\n')
-		v, ok := strings.CutPrefix(strings.TrimSpace(line), "cpu ")
-		if err != nil || !ok {
-			return 0, fmt.Errorf("server child CPU: %q %v", line, err)
 		}
 		return time.ParseDuration(v)
 	}
@@ -166,15 +170,11 @@ func runChild(o options) error {
 		case "profile":
 			// The heartbeat phases start: profile them only.
 			if o.cpuprof != "" {
-				f, err := os.Create(o.cpuprof)
+				stopProfile, err := startCPUProfile(o.cpuprof)
 				if err != nil {
 					return err
 				}
-				defer f.Close()
-				if err := pprof.StartCPUProfile(f); err != nil {
-					return err
-				}
-				defer pprof.StopCPUProfile()
+				defer stopProfile()
 			}
 		}
 	}

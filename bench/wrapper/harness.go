@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
+	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
 
 // mono is CLOCK_MONOTONIC in nanoseconds, the clock the probe stamps with:
@@ -71,87 +71,41 @@ func cleanEnv() []string {
 	return env
 }
 
-// registryProc is the sr-registry binary running as a child process, so
-// that its CPU time and memory can be read from /proc apart from the
-// benchmark's own.
+// registryProc is the sr-registry binary running as a child process
+// (registrytest.Launch), so that its CPU time and memory can be read from
+// /proc apart from the benchmark's own.
 type registryProc struct {
-	cmd     *exec.Cmd
-	pid     int
-	url     string // http://127.0.0.1:PORT/v1.0
-	logPath string
-	exited  chan struct{}
+	child *registrytest.Child
+	pid   int
+	url   string   // http://127.0.0.1:PORT/v1.0
+	log   *os.File // dir/sr-registry.log
 }
 
 // startRegistry starts bin in dev mode on a free loopback port with a
-// fresh data dir under dir and waits for its "listening" line.
+// fresh data dir under dir and waits for its "listening" line. Its log
+// goes to dir/sr-registry.log.
 func startRegistry(ctx context.Context, bin, dir string) (*registryProc, error) {
-	if err := os.MkdirAll(filepath.Join(dir, "data"), 0o755); err != nil {
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o755); err != nil {
 		return nil, fmt.Errorf("start sr-registry: %w", err)
 	}
 	logPath := filepath.Join(dir, "sr-registry.log")
-	logFile, err := os.Create(logPath)
+	log, err := os.Create(logPath)
 	if err != nil {
 		return nil, fmt.Errorf("start sr-registry: %w", err)
 	}
-	cmd := exec.Command(bin, "--listen", "127.0.0.1:0", "--dev", "--data-dir", filepath.Join(dir, "data"), "--log-format", "json")
-	cmd.Env = cleanEnv()
-	stderr, err := cmd.StderrPipe()
+	child, err := registrytest.Launch(ctx, bin, log, "--data-dir", data)
 	if err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start sr-registry: %w", err)
+		log.Close()
+		return nil, fmt.Errorf("start sr-registry: %w; see %s", err, logPath)
 	}
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("start sr-registry %s: %w", bin, err)
-	}
-	p := &registryProc{cmd: cmd, pid: cmd.Process.Pid, logPath: logPath, exited: make(chan struct{})}
-	addrc := make(chan string, 1)
-	go func() {
-		defer close(p.exited)
-		defer logFile.Close()
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		sent := false
-		for sc.Scan() {
-			line := sc.Bytes()
-			_, _ = logFile.Write(append(line, '\n'))
-			if sent {
-				continue
-			}
-			var entry struct {
-				Msg  string `json:"msg"`
-				Addr string `json:"addr"`
-			}
-			if json.Unmarshal(line, &entry) == nil && entry.Msg == "listening" && entry.Addr != "" {
-				addrc <- entry.Addr
-				sent = true
-			}
-		}
-		_ = cmd.Wait()
-	}()
-	select {
-	case addr := <-addrc:
-		p.url = "http://" + addr + "/v1.0"
-		return p, nil
-	case <-p.exited:
-		return nil, fmt.Errorf("sr-registry exited before listening; see %s", logPath)
-	case <-time.After(20 * time.Second):
-	case <-ctx.Done():
-	}
-	_ = cmd.Process.Kill()
-	<-p.exited
-	return nil, fmt.Errorf("sr-registry did not log \"listening\" in time; see %s", logPath)
+	return &registryProc{child: child, pid: child.PID, url: child.URL, log: log}, nil
 }
 
 // stop ends the registry gracefully, or kills it after 15 s.
 func (p *registryProc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
+	_, _ = p.child.Stop(syscall.SIGTERM)
+	p.log.Close()
 }
 
 // client is an API client of the registry for tenant username (dev mode:

@@ -18,15 +18,15 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
-// Exit codes.
+// Exit codes beside cli.ExitUsage.
 const (
 	exitOK    = 0
 	exitError = 1
-	exitUsage = 2
 )
 
 type flags struct {
@@ -43,45 +43,27 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// kongExit carries the exit code of --help and --version out of kong,
-// which would otherwise call os.Exit in the middle of parsing.
-type kongExit int
-
-func run(args []string, stdout, stderr io.Writer) (code int) {
-	defer func() {
-		if v := recover(); v != nil {
-			e, ok := v.(kongExit)
-			if !ok {
-				panic(v)
-			}
-			code = int(e)
-		}
-	}()
+func run(args []string, stdout, stderr io.Writer) int {
 	var f flags
-	parser, err := kong.New(&f,
-		kong.Name("sr-registry"),
-		kong.Description("A local, durable Service Registry API v1.0 server with its identity endpoint."),
-		kong.Vars{"version": version()},
-		kong.Writers(stdout, stderr),
-		kong.Exit(func(code int) { panic(kongExit(code)) }),
-	)
-	if err != nil {
+	err := cli.Parse(&f, "sr-registry", "A local, durable Service Registry API v1.0 server with its identity endpoint.",
+		args, buildinfo.Get(), stdout, stderr)
+	var exit *cli.ErrExit
+	switch {
+	case errors.As(err, &exit):
+		return exit.Code
+	case err != nil:
 		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
-		return exitError
-	}
-	if _, err := parser.Parse(args); err != nil {
-		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	if !f.Dev && f.Credentials == "" {
 		fmt.Fprintln(stderr, "sr-registry: refusing to start: nobody could authenticate. "+
 			"Give --dev (any username and API key, for local use) or --credentials FILE (the accounts allowed).")
-		return exitUsage
+		return cli.ExitUsage
 	}
 	log, err := logging.New(logging.Options{Format: f.LogFormat, Level: f.LogLevel, Output: stderr})
 	if err != nil {
 		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
-		return exitUsage
+		return cli.ExitUsage
 	}
 	defer func() { _ = log.Sync() }()
 
@@ -89,13 +71,13 @@ func run(args []string, stdout, stderr io.Writer) (code int) {
 	if f.Credentials != "" {
 		if cfg.Credentials, err = server.LoadCredentials(f.Credentials); err != nil {
 			fmt.Fprintf(stderr, "sr-registry: --credentials: %v\n", err)
-			return exitUsage
+			return cli.ExitUsage
 		}
 	}
 	if cfg.DataDir == "" {
 		if cfg.DataDir, err = server.DefaultDataDir(); err != nil {
 			fmt.Fprintf(stderr, "sr-registry: --data-dir not given and %v\n", err)
-			return exitUsage
+			return cli.ExitUsage
 		}
 	}
 
@@ -127,9 +109,4 @@ func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger)
 		zap.Bool("dev", cfg.Dev),
 		zap.Int("accounts", len(cfg.Credentials)))
 	return srv.Serve(ctx, l)
-}
-
-// version is what release builds recorded (see internal/buildinfo).
-func version() string {
-	return "sr-registry " + buildinfo.Get().String()
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 )
 
 func TestUsage(t *testing.T) {
@@ -21,12 +23,12 @@ func TestUsage(t *testing.T) {
 		stdout string
 		stderr string
 	}{
-		{"neither dev nor credentials", []string{"--data-dir", dir}, exitUsage, "", "refusing to start"},
-		{"unknown flag", []string{"--dev", "--bogus"}, exitUsage, "", "unknown flag --bogus"},
-		{"bad log level", []string{"--dev", "--log-level", "loud"}, exitUsage, "", "--log-level"},
-		{"bad log format", []string{"--dev", "--log-format", "xml"}, exitUsage, "", "--log-format"},
-		{"missing credentials file", []string{"--credentials", filepath.Join(dir, "none")}, exitUsage, "", "--credentials"},
-		{"malformed credentials file", []string{"--credentials", creds}, exitUsage, "", "want 3 fields"},
+		{"neither dev nor credentials", []string{"--data-dir", dir}, cli.ExitUsage, "", "refusing to start"},
+		{"unknown flag", []string{"--dev", "--bogus"}, cli.ExitUsage, "", "unknown flag --bogus"},
+		{"bad log level", []string{"--dev", "--log-level", "loud"}, cli.ExitUsage, "", "--log-level"},
+		{"bad log format", []string{"--dev", "--log-format", "xml"}, cli.ExitUsage, "", "--log-format"},
+		{"missing credentials file", []string{"--credentials", filepath.Join(dir, "none")}, cli.ExitUsage, "", "--credentials"},
+		{"malformed credentials file", []string{"--credentials", creds}, cli.ExitUsage, "", "want 3 fields"},
 		{"version", []string{"--version"}, exitOK, "sr-registry", ""},
 		{"help", []string{"--help"}, exitOK, "--data-dir", ""},
 		{"listen fails", []string{"--dev", "--data-dir", dir, "--listen", "256.0.0.1:1", "--log-format", "json"}, exitError, "", "listen on 256.0.0.1:1"},

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -26,46 +25,199 @@ const RegistryPackage = "github.com/sr-wrapper/sr-wrapper/cmd/sr-registry"
 // RegistryPackage) into a fresh t.TempDir() and returns the binary's path.
 // Each call builds; Go's build cache makes repeated builds cost about a
 // link (around a second). To build once per test binary, call Build from
-// TestMain instead and keep the path.
+// TestMain instead and keep the paths.
 func BuildBinary(t testing.TB, pkg string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	bin, err := Build(ctx, t.TempDir(), pkg)
-	if err != nil {
+	dir := t.TempDir()
+	if err := Build(ctx, dir, nil, pkg); err != nil {
 		t.Fatalf("registrytest: %v", err)
 	}
-	return bin
+	return filepath.Join(dir, filepath.Base(pkg))
 }
 
-// Build runs "go build -o dir/<last element of pkg> pkg" and returns the
-// binary's path. It needs the go command on PATH and runs in the current
+// Build builds the commands pkgs (import paths) with one go build, flags
+// before the packages, into dir: each binary is dir/<last element of its
+// path>. It needs the go command on PATH and runs in the current
 // directory, which must be inside the module (go test runs tests there).
-func Build(ctx context.Context, dir, pkg string) (string, error) {
-	bin := filepath.Join(dir, path.Base(pkg))
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg)
-	out, err := cmd.CombinedOutput()
+func Build(ctx context.Context, dir string, flags []string, pkgs ...string) error {
+	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, flags...)
+	args = append(args, pkgs...)
+	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
-		return "", fmt.Errorf("build %s: %w\n%s", pkg, err, out)
+		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
 	}
-	return bin, nil
+	return nil
 }
 
-// Process is an sr-registry binary running as a child process.
+// Child is one run of the sr-registry binary, as Launch started it.
+type Child struct {
+	// Addr is where it listens, 127.0.0.1:PORT; URL and AuthURL are as
+	// for Registry.
+	Addr, URL, AuthURL string
+	// PID is its process id.
+	PID int
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once the process has been waited for
+	state  *os.ProcessState
+}
+
+// Launch starts the sr-registry binary bin with args and returns once it
+// has logged its "listening" line. args must hold --data-dir (so that no
+// test writes to the user's own data dir); unless they say otherwise it
+// listens on 127.0.0.1:0, logs JSON and runs in dev mode (--dev, unless
+// --credentials is given). Every line the process writes (stdout and
+// stderr) goes to log, from another goroutine; nil discards them. ctx
+// bounds only the wait for "listening" (at most 20 s in any case): on
+// error the process has been killed and log is no longer written to.
+// Otherwise the caller ends it with Stop.
+func Launch(ctx context.Context, bin string, log io.Writer, args ...string) (*Child, error) {
+	if !hasFlag(args, "--data-dir") {
+		return nil, fmt.Errorf("launch %s: --data-dir is required", bin)
+	}
+	if !hasFlag(args, "--listen") {
+		args = append([]string{"--listen", "127.0.0.1:0"}, args...)
+	}
+	if !hasFlag(args, "--log-format") {
+		args = append(args, "--log-format", "json")
+	}
+	if !hasFlag(args, "--dev") && !hasFlag(args, "--credentials") {
+		args = append(args, "--dev")
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	cmd := exec.Command(bin, args...)
+	out, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, fmt.Errorf("launch %s: %w", bin, err)
+	}
+	cmd.Stdout = cmd.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("launch %s: %w", bin, err)
+	}
+	c := &Child{PID: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{})}
+	addrc := make(chan string, 1)
+	go func() {
+		readLog(out, log, addrc)
+		// Wait only after EOF (the pipe must be drained first); it closes
+		// the pipe and sets ProcessState, whatever the exit status.
+		_ = cmd.Wait()
+		c.state = cmd.ProcessState
+		close(c.exited)
+	}()
+
+	timer := time.NewTimer(startTimeout)
+	defer timer.Stop()
+	select {
+	case addr := <-addrc:
+		c.Addr = addr
+		c.URL = "http://" + addr + "/v1.0"
+		c.AuthURL = "http://" + addr
+		return c, nil
+	case <-c.exited:
+		return nil, fmt.Errorf("launch %s: exited before listening (%s)", bin, c.state)
+	case <-timer.C:
+		err = fmt.Errorf("launch %s: did not log \"listening\" within %s", bin, startTimeout)
+	case <-ctx.Done():
+		err = fmt.Errorf("launch %s: waiting for \"listening\": %w", bin, ctx.Err())
+	}
+	_ = cmd.Process.Kill()
+	<-c.exited
+	return nil, err
+}
+
+// readLog copies every line of the child's output to log and reports the
+// address of its "listening" line. It reads until the child closes its
+// output, so the child never blocks on a full pipe.
+func readLog(r io.Reader, log io.Writer, addrc chan<- string) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sent := false
+	for sc.Scan() {
+		line := sc.Bytes()
+		// A copy: appending to the scanner's buffer could overwrite the
+		// start of the next line.
+		_, _ = log.Write(append(line[:len(line):len(line)], '\n'))
+		if sent {
+			continue
+		}
+		var entry struct {
+			Msg  string `json:"msg"`
+			Addr string `json:"addr"`
+		}
+		if json.Unmarshal(line, &entry) == nil && entry.Msg == "listening" && entry.Addr != "" {
+			addrc <- entry.Addr
+			sent = true
+		}
+	}
+	// A line longer than the buffer ends the scan: keep draining so that
+	// the child is not blocked writing.
+	_, _ = io.Copy(log, r)
+}
+
+// Exited is closed once the process has exited and been waited for.
+func (c *Child) Exited() <-chan struct{} { return c.exited }
+
+// Stop sends sig unless the process has exited, waits for its exit and
+// returns its state. After 15 s it kills the process and returns an error.
+func (c *Child) Stop(sig syscall.Signal) (*os.ProcessState, error) {
+	select {
+	case <-c.exited:
+		return c.state, nil
+	default:
+	}
+	if err := c.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return nil, fmt.Errorf("send %s to %d: %w", sig, c.PID, err)
+	}
+	timer := time.NewTimer(stopTimeout)
+	defer timer.Stop()
+	select {
+	case <-c.exited:
+		return c.state, nil
+	case <-timer.C:
+		_ = c.cmd.Process.Kill()
+		<-c.exited
+		return nil, fmt.Errorf("pid %d did not exit within %s of %s; killed", c.PID, stopTimeout, sig)
+	}
+}
+
+// Process is an sr-registry binary running as a child process of a test:
+// Launch with the test's temporary data dir, its failures and cleanup.
 type Process struct {
-	// URL, AuthURL, Addr and DataDir are as for Registry. Addr (and so the
-	// URLs) stays the same across Restart.
-	URL, AuthURL, Addr, DataDir string
+	// URL, AuthURL and Addr are as for Registry. Addr (and so the URLs)
+	// stays the same across Restart.
+	URL, AuthURL, Addr string
+	// DataDir holds the server's bbolt file.
+	DataDir string
 
 	t    testing.TB
 	bin  string
 	args []string // the caller's extra arguments
+	logs lockedBuilder
 
-	mu     sync.Mutex
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when the current process has been waited for
-	state  *os.ProcessState
-	logs   strings.Builder
+	mu    sync.Mutex
+	child *Child
+}
+
+// lockedBuilder is a strings.Builder for concurrent writers and readers.
+type lockedBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuilder) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuilder) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 // StartProcess starts the sr-registry binary bin and waits for its
@@ -117,57 +269,6 @@ func hasFlag(args []string, name string) bool {
 	return false
 }
 
-func (p *Process) start(listen string) {
-	p.t.Helper()
-	args := []string{"--listen", listen}
-	if !hasFlag(p.args, "--data-dir") {
-		args = append(args, "--data-dir", p.DataDir)
-	}
-	if !hasFlag(p.args, "--log-format") {
-		args = append(args, "--log-format", "json")
-	}
-	if !hasFlag(p.args, "--dev") && !hasFlag(p.args, "--credentials") {
-		args = append(args, "--dev")
-	}
-	args = append(args, withoutFlag(p.args, "--listen")...)
-
-	cmd := exec.Command(p.bin, args...)
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		p.t.Fatalf("registrytest: %v", err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		p.t.Fatalf("registrytest: start %s: %v", p.bin, err)
-	}
-	exited := make(chan struct{})
-	addrc := make(chan string, 1)
-	p.mu.Lock()
-	p.cmd, p.exited, p.state = cmd, exited, nil
-	p.mu.Unlock()
-
-	go func() {
-		p.readLog(stderr, addrc)
-		st, _ := cmd.Process.Wait()
-		p.mu.Lock()
-		p.state = st
-		p.mu.Unlock()
-		close(exited)
-	}()
-
-	select {
-	case addr := <-addrc:
-		p.Addr = addr
-		p.URL = "http://" + addr + "/v1.0"
-		p.AuthURL = "http://" + addr
-	case <-exited:
-		p.t.Fatalf("registrytest: %s exited before listening (%s); log:\n%s", p.bin, p.exitState(), p.Logs())
-	case <-time.After(startTimeout):
-		_ = cmd.Process.Kill()
-		p.t.Fatalf("registrytest: %s did not log \"listening\" within %s; log:\n%s", p.bin, startTimeout, p.Logs())
-	}
-}
-
 // withoutFlag drops --name value and --name=value from args.
 func withoutFlag(args []string, name string) []string {
 	var out []string
@@ -183,89 +284,48 @@ func withoutFlag(args []string, name string) []string {
 	return out
 }
 
-// readLog keeps every line of the child's output and reports the address
-// of its "listening" line. It reads until the child closes its output, so
-// the child never blocks on a full pipe.
-func (p *Process) readLog(r io.Reader, addrc chan<- string) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sent := false
-	for sc.Scan() {
-		line := sc.Text()
-		p.mu.Lock()
-		p.logs.WriteString(line)
-		p.logs.WriteByte('\n')
-		p.mu.Unlock()
-		if sent {
-			continue
-		}
-		var entry struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
-		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "listening" && entry.Addr != "" {
-			addrc <- entry.Addr
-			sent = true
-		}
+func (p *Process) start(listen string) {
+	p.t.Helper()
+	args := []string{"--listen", listen}
+	if !hasFlag(p.args, "--data-dir") {
+		args = append(args, "--data-dir", p.DataDir)
 	}
+	args = append(args, withoutFlag(p.args, "--listen")...)
+	c, err := Launch(context.Background(), p.bin, &p.logs, args...)
+	if err != nil {
+		p.t.Fatalf("registrytest: %v; log:\n%s", err, p.Logs())
+	}
+	p.mu.Lock()
+	p.child = c
+	p.mu.Unlock()
+	p.Addr, p.URL, p.AuthURL = c.Addr, c.URL, c.AuthURL
 }
 
 // Logs returns everything the process (and earlier runs of it) wrote.
-func (p *Process) Logs() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.logs.String()
+func (p *Process) Logs() string { return p.logs.String() }
+
+// Authenticate gets a token for username (API key "key") from the
+// process's identity endpoint, as Registry.Authenticate does.
+func (p *Process) Authenticate(t testing.TB, username string) Identity {
+	t.Helper()
+	return authenticate(t, p.AuthURL, username, "key")
 }
 
-// PID is the process id of the running process.
-func (p *Process) PID() int {
+func (p *Process) current() *Child {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.cmd.Process.Pid
-}
-
-func (p *Process) exitState() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.state == nil {
-		return "running"
-	}
-	return p.state.String()
-}
-
-// signalAndWait sends sig unless the process has exited, and waits for its
-// exit.
-func (p *Process) signalAndWait(sig syscall.Signal) (*os.ProcessState, error) {
-	p.mu.Lock()
-	cmd, exited := p.cmd, p.exited
-	p.mu.Unlock()
-	if cmd == nil {
-		return nil, errors.New("not started")
-	}
-	select {
-	case <-exited:
-	default:
-		if err := cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {
-			return nil, fmt.Errorf("send %s to %d: %w", sig, cmd.Process.Pid, err)
-		}
-	}
-	select {
-	case <-exited:
-	case <-time.After(stopTimeout):
-		_ = cmd.Process.Kill()
-		<-exited
-		return nil, fmt.Errorf("pid %d did not exit within %s of %s", cmd.Process.Pid, stopTimeout, sig)
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.state, nil
+	return p.child
 }
 
 // Kill9 sends SIGKILL and waits for the process to be gone. Doing it to a
 // stopped process does nothing.
 func (p *Process) Kill9() {
 	p.t.Helper()
-	if _, err := p.signalAndWait(syscall.SIGKILL); err != nil {
+	c := p.current()
+	if c == nil {
+		return
+	}
+	if _, err := c.Stop(syscall.SIGKILL); err != nil {
 		p.t.Errorf("registrytest: kill -9: %v", err)
 	}
 }
@@ -274,7 +334,11 @@ func (p *Process) Kill9() {
 // exit code (0 after a clean shutdown).
 func (p *Process) Terminate() int {
 	p.t.Helper()
-	st, err := p.signalAndWait(syscall.SIGTERM)
+	c := p.current()
+	if c == nil {
+		p.t.Fatal("registrytest: terminate: not started")
+	}
+	st, err := c.Stop(syscall.SIGTERM)
 	if err != nil {
 		p.t.Fatalf("registrytest: terminate: %v", err)
 	}
@@ -286,11 +350,8 @@ func (p *Process) Terminate() int {
 // one is terminated first.
 func (p *Process) Restart() {
 	p.t.Helper()
-	p.mu.Lock()
-	exited := p.exited
-	p.mu.Unlock()
 	select {
-	case <-exited:
+	case <-p.current().Exited():
 	default:
 		if code := p.Terminate(); code != 0 {
 			p.t.Errorf("registrytest: terminate before restart: exit code %d", code)

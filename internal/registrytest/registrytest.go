@@ -1,7 +1,7 @@
 // Package registrytest starts real sr-registry servers for other packages'
 // tests: in-process (Start) or as the built sr-registry binary in its own
-// process (BuildBinary, StartProcess), always on 127.0.0.1 with a
-// temporary data dir.
+// process (BuildBinary, StartProcess; Launch without a testing.TB, for
+// benchmarks), always on 127.0.0.1 with a temporary data dir.
 //
 // It is test support, not a fake: the servers are internal/server with its
 // bbolt store, so what a test sees is what production does. It holds no
@@ -25,9 +25,8 @@ import (
 	"testing"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
@@ -48,8 +47,6 @@ type Registry struct {
 	// Addr is the listening address, 127.0.0.1:PORT. It stays the same
 	// across Restart.
 	Addr string
-	// DataDir holds the server's bbolt file.
-	DataDir string
 
 	t   testing.TB
 	cfg server.Config
@@ -80,24 +77,15 @@ func WithLimits(l api.ResourceLimits) Option { return func(c *server.Config) { c
 // WithTokenTTL sets the lifetime of identity tokens (default 24h).
 func WithTokenTTL(d time.Duration) Option { return func(c *server.Config) { c.TokenTTL = d } }
 
-// WithDataDir uses dir instead of a fresh t.TempDir().
-func WithDataDir(dir string) Option { return func(c *server.Config) { c.DataDir = dir } }
-
-// WithLogger sends the server's logs to l (default: discarded).
-func WithLogger(l *zap.Logger) Option { return func(c *server.Config) { c.Logger = l } }
-
 // Start starts a server in dev mode on 127.0.0.1 with a free port and a
 // temporary data dir, and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Registry {
 	t.Helper()
-	cfg := server.Config{Dev: true}
+	cfg := server.Config{Dev: true, DataDir: t.TempDir()}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if cfg.DataDir == "" {
-		cfg.DataDir = t.TempDir()
-	}
-	r := &Registry{t: t, cfg: cfg, DataDir: cfg.DataDir}
+	r := &Registry{t: t, cfg: cfg}
 	r.start("127.0.0.1:0")
 	t.Cleanup(r.Stop)
 	return r
@@ -170,11 +158,12 @@ func (r *Registry) Restart() {
 	r.start(r.Addr)
 }
 
-// Identity is what Authenticate returns.
+// Identity is what Authenticate and Login return.
 type Identity struct {
 	Token    string // the X-Auth-Token value
 	TenantID string
-	// TenantURL is URL + "/" + TenantID: append "/sessions" etc.
+	// TenantURL is URL + "/" + TenantID, as the identity reply's catalog
+	// gives it: append "/sessions" etc.
 	TenantURL string
 }
 
@@ -182,29 +171,41 @@ type Identity struct {
 // identity endpoint. In dev mode any username works and is its own tenant.
 func (r *Registry) Authenticate(t testing.TB, username string) Identity {
 	t.Helper()
-	return authenticate(t, r.AuthURL, r.URL, username, "key")
+	return authenticate(t, r.AuthURL, username, "key")
 }
 
 // AuthenticateKey is Authenticate with an explicit API key, for servers
 // started WithCredentials.
 func (r *Registry) AuthenticateKey(t testing.TB, username, apiKey string) Identity {
 	t.Helper()
-	return authenticate(t, r.AuthURL, r.URL, username, apiKey)
+	return authenticate(t, r.AuthURL, username, apiKey)
 }
 
-func authenticate(t testing.TB, authURL, apiURL, username, apiKey string) Identity {
+func authenticate(t testing.TB, authURL, username, apiKey string) Identity {
 	t.Helper()
 	id, err := Login(context.Background(), authURL, username, apiKey)
 	if err != nil {
 		t.Fatalf("registrytest: %v", err)
 	}
-	id.TenantURL = apiURL + "/" + id.TenantID
 	return id
 }
 
+// NewClient is an API client of the registry at registryURL (authURL
+// empty: the registry's own identity endpoint) for username, closed when
+// the test ends.
+func NewClient(t testing.TB, registryURL, authURL, username, apiKey string) *srapi.Client {
+	t.Helper()
+	c, err := srapi.NewClient(srapi.Config{RegistryURL: registryURL, AuthURL: authURL, Username: username, APIKey: apiKey})
+	if err != nil {
+		t.Fatalf("registrytest: client of %s for %q: %v", registryURL, username, err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
 // Login posts the API-key credentials to authURL+"/v2.0/tokens" and returns
-// the token and tenant. TenantURL is left empty (Login does not know the
-// API base; Authenticate fills it in).
+// the token, the tenant and the tenant's URL from the catalog's registry
+// entry.
 func Login(ctx context.Context, authURL, username, apiKey string) (Identity, error) {
 	body, err := json.Marshal(api.AuthRequest{Auth: api.AuthCredentials{
 		APIKeyCredentials: &api.APIKeyCredentials{Username: username, APIKey: apiKey},
@@ -236,5 +237,10 @@ func Login(ctx context.Context, authURL, username, apiKey string) (Identity, err
 	if ar.Access.Token.ID == "" || ar.TenantID() == "" {
 		return Identity{}, errors.New("authenticate " + username + ": reply without token or tenant")
 	}
-	return Identity{Token: ar.Access.Token.ID, TenantID: ar.TenantID()}, nil
+	for _, e := range ar.Access.ServiceCatalog {
+		if e.Name == api.CatalogRegistryName && len(e.Endpoints) > 0 && e.Endpoints[0].PublicURL != "" {
+			return Identity{Token: ar.Access.Token.ID, TenantID: ar.TenantID(), TenantURL: e.Endpoints[0].PublicURL}, nil
+		}
+	}
+	return Identity{}, fmt.Errorf("authenticate %q: reply without a %s catalog entry", username, api.CatalogRegistryName)
 }

@@ -11,24 +11,11 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
-func putConfig(t *testing.T, id registrytest.Identity, key, value string) int {
+// status sends method path (below the tenant URL) with body ("" for none)
+// as the identity and returns the status code.
+func status(t *testing.T, id registrytest.Identity, method, path, body string) int {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodPut, id.TenantURL+"/configuration/"+key, strings.NewReader(`{"value":"`+value+`"}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Auth-Token", id.Token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp.StatusCode
-}
-
-func getStatus(t *testing.T, id registrytest.Identity, path string) int {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, id.TenantURL+path, nil)
+	req, err := http.NewRequestWithContext(t.Context(), method, id.TenantURL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +34,7 @@ func TestStartRestartKeepsAddressAndData(t *testing.T) {
 		t.Fatalf("URL = %q, want http://127.0.0.1:PORT/v1.0", reg.URL)
 	}
 	id := reg.Authenticate(t, "alice")
-	if code := putConfig(t, id, "color", "blue"); code != http.StatusNoContent {
+	if code := status(t, id, http.MethodPut, "/configuration/color", `{"value":"blue"}`); code != http.StatusNoContent {
 		t.Fatalf("PUT configuration: %d", code)
 	}
 	url := reg.URL
@@ -55,11 +42,11 @@ func TestStartRestartKeepsAddressAndData(t *testing.T) {
 	if reg.URL != url {
 		t.Fatalf("URL changed across Restart: %q -> %q", url, reg.URL)
 	}
-	if code := getStatus(t, id, "/configuration/color"); code != http.StatusUnauthorized {
+	if code := status(t, id, http.MethodGet, "/configuration/color", ""); code != http.StatusUnauthorized {
 		t.Fatalf("old token after restart: %d, want 401 (tokens live in memory)", code)
 	}
 	id = reg.Authenticate(t, "alice")
-	if code := getStatus(t, id, "/configuration/color"); code != http.StatusOK {
+	if code := status(t, id, http.MethodGet, "/configuration/color", ""); code != http.StatusOK {
 		t.Fatalf("GET configuration after restart: %d", code)
 	}
 	reg.Stop()
@@ -80,10 +67,10 @@ func TestStartWithCredentialsRejectsOthers(t *testing.T) {
 func TestStartWithLimits(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.WithLimits(api.ResourceLimits{ConfigurationValue: 1}))
 	id := reg.Authenticate(t, "bob")
-	if code := putConfig(t, id, "one", "1"); code != http.StatusNoContent {
+	if code := status(t, id, http.MethodPut, "/configuration/one", `{"value":"1"}`); code != http.StatusNoContent {
 		t.Fatalf("first value: %d", code)
 	}
-	if code := putConfig(t, id, "two", "2"); code != http.StatusBadRequest {
+	if code := status(t, id, http.MethodPut, "/configuration/two", `{"value":"2"}`); code != http.StatusBadRequest {
 		t.Fatalf("second value over the limit: %d, want 400", code)
 	}
 }
@@ -94,17 +81,11 @@ func TestProcessTerminateRestartKill9(t *testing.T) {
 	}
 	bin := registrytest.BuildBinary(t, registrytest.RegistryPackage)
 	p := registrytest.StartProcess(t, bin)
-	id := registrytest.Identity{}
-	login := func() {
-		var err error
-		id, err = registrytest.Login(t.Context(), p.AuthURL, "carol", "k")
-		if err != nil {
-			t.Fatal(err)
-		}
-		id.TenantURL = p.URL + "/" + id.TenantID
+	id := p.Authenticate(t, "carol")
+	if id.TenantURL != p.URL+"/"+id.TenantID {
+		t.Fatalf("identity %+v, want the tenant URL below %s", id, p.URL)
 	}
-	login()
-	if code := putConfig(t, id, "a_key", "v"); code != http.StatusNoContent {
+	if code := status(t, id, http.MethodPut, "/configuration/a_key", `{"value":"v"}`); code != http.StatusNoContent {
 		t.Fatalf("PUT: %d", code)
 	}
 	if code := p.Terminate(); code != 0 {
@@ -115,17 +96,37 @@ func TestProcessTerminateRestartKill9(t *testing.T) {
 	if p.Addr != addr {
 		t.Fatalf("address changed across restart: %s -> %s", addr, p.Addr)
 	}
-	login()
-	if code := getStatus(t, id, "/configuration/a_key"); code != http.StatusOK {
+	id = p.Authenticate(t, "carol")
+	if code := status(t, id, http.MethodGet, "/configuration/a_key", ""); code != http.StatusOK {
 		t.Fatalf("after restart: %d", code)
 	}
 	p.Kill9()
 	p.Restart()
-	login()
-	if code := getStatus(t, id, "/configuration/a_key"); code != http.StatusOK {
+	id = p.Authenticate(t, "carol")
+	if code := status(t, id, http.MethodGet, "/configuration/a_key", ""); code != http.StatusOK {
 		t.Fatalf("after kill -9 and restart: %d", code)
 	}
 	if !bytes.Contains([]byte(p.Logs()), []byte(`"msg":"listening"`)) {
 		t.Fatalf("logs lack the listening line:\n%s", p.Logs())
+	}
+}
+
+func TestNewClientTalksToTheRegistry(t *testing.T) {
+	reg := registrytest.Start(t)
+	c := registrytest.NewClient(t, reg.URL, "", "dave", "k")
+	if err := c.SetConfiguration(t.Context(), "/color", "green"); err != nil {
+		t.Fatal(err)
+	}
+	id := reg.Authenticate(t, "dave")
+	if code := status(t, id, http.MethodGet, "/configuration/color", ""); code != http.StatusOK {
+		t.Fatalf("value set through the client: GET %d", code)
+	}
+}
+
+func TestLaunchRefusesWithoutDataDir(t *testing.T) {
+	// Checked before anything runs: the binary need not exist.
+	_, err := registrytest.Launch(t.Context(), "/nonexistent/sr-registry", nil, "--dev")
+	if err == nil || !strings.Contains(err.Error(), "--data-dir") {
+		t.Fatalf("err %v, want it to name --data-dir", err)
 	}
 }

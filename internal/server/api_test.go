@@ -194,8 +194,11 @@ func TestSessionLifecycle(t *testing.T) {
 	id2, _ := c.createSession(30, nil)
 	var l api.List[api.Session]
 	c.do(http.MethodGet, "/sessions", nil).want(t, http.StatusOK).decode(t, &l)
+	if len(l.Values) != 2 {
+		t.Fatalf("list = %+v, want 2 sessions", l)
+	}
 	ids := []string{l.Values[0].ID, l.Values[1].ID}
-	if len(l.Values) != 2 || !slices.IsSorted(ids) || !slices.Contains(ids, id) || !slices.Contains(ids, id2) {
+	if !slices.IsSorted(ids) || !slices.Contains(ids, id) || !slices.Contains(ids, id2) {
 		t.Fatalf("list = %+v", l)
 	}
 	if l.Metadata.Count != 2 || l.Metadata.Limit != 100 || l.Metadata.Marker != nil || l.Metadata.NextMarker != nil || l.Metadata.NextHref != nil {
@@ -518,8 +521,11 @@ func TestPaginationAcrossPages(t *testing.T) {
 	}
 	var sl api.List[api.Service]
 	c.do(http.MethodGet, "/services?tag=t&limit=3", nil).want(t, http.StatusOK).decode(t, &sl)
-	u, _ := url.Parse(*sl.Metadata.NextHref)
-	if u.Query().Get("tag") != "t" {
+	if sl.Metadata.NextHref == nil {
+		t.Fatalf("first page of 5 services with limit 3: no next_href in %+v", sl.Metadata)
+	}
+	u, err := url.Parse(*sl.Metadata.NextHref)
+	if err != nil || u.Query().Get("tag") != "t" {
 		t.Fatalf("next_href %q lost the tag", *sl.Metadata.NextHref)
 	}
 	c.do(http.MethodGet, *sl.Metadata.NextHref, nil).want(t, http.StatusOK).decode(t, &sl)
@@ -743,17 +749,16 @@ func TestOldClientHeadersAndKeepAlive(t *testing.T) {
 	if r.Header.Get("Content-Type") != "application/json" || r.Header.Get("X-Response-Id") == "" {
 		t.Fatalf("headers %v", r.Header)
 	}
-	sid, tok := c.createSession(30, nil)
+	sid, _ := c.createSession(30, nil)
 	// Every response carries a distinct transaction id, 204s included.
 	r1 := c.do(http.MethodPut, "/sessions/"+sid, `{"heartbeat_timeout":10}`).want(t, http.StatusNoContent)
 	r2 := c.do(http.MethodDelete, "/sessions/"+sid, nil).want(t, http.StatusNoContent)
 	if a, b := r1.Header.Get("X-Response-Id"), r2.Header.Get("X-Response-Id"); a == "" || a == b {
 		t.Fatalf("transaction ids %q %q", a, b)
 	}
-	_ = tok
 
 	// Heartbeats reuse one connection.
-	sid, tok = c.createSession(30, nil)
+	sid, tok := c.createSession(30, nil)
 	var conns int
 	tr := &http.Transport{MaxIdleConnsPerHost: 1}
 	defer tr.CloseIdleConnections()

@@ -31,14 +31,8 @@ func BenchmarkHeartbeatHandler(b *testing.B) {
 	}
 	defer srv.Close()
 	h := srv.Handler()
+	ar := devLogin(b, h, "bench")
 	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2.0/tokens",
-		strings.NewReader(`{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"bench","apiKey":"k"}}}`)))
-	var ar api.AuthResponse
-	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil {
-		b.Fatal(err)
-	}
-	rec = httptest.NewRecorder()
 	req := httptest.NewRequest(http.MethodPost, "/v1.0/"+ar.TenantID()+"/sessions", strings.NewReader(`{"heartbeat_timeout":30}`))
 	req.Header.Set("X-Auth-Token", ar.Access.Token.ID)
 	h.ServeHTTP(rec, req)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
@@ -25,8 +26,31 @@ type client struct {
 
 func newClient(t testing.TB, reg *registrytest.Registry, user string) *client {
 	t.Helper()
-	id := reg.Authenticate(t, user)
+	return clientOf(t, reg.Authenticate(t, user))
+}
+
+// clientOf is a client of the identity's tenant.
+func clientOf(t testing.TB, id registrytest.Identity) *client {
 	return &client{t: t, base: id.TenantURL, token: id.Token, hc: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// devLogin authenticates user against the dev-mode handler h itself (no
+// network, no registrytest) and returns the reply.
+func devLogin(tb testing.TB, h http.Handler, user string) api.AuthResponse {
+	tb.Helper()
+	body, err := json.Marshal(api.AuthRequest{Auth: api.AuthCredentials{
+		APIKeyCredentials: &api.APIKeyCredentials{Username: user, APIKey: "k"},
+	}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2.0/tokens", bytes.NewReader(body)))
+	var ar api.AuthResponse
+	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil || ar.Access.Token.ID == "" || ar.TenantID() == "" {
+		tb.Fatalf("authenticate %q: %d %s", user, rec.Code, rec.Body)
+	}
+	return ar
 }
 
 // reply is a response with its body read.

@@ -106,6 +106,19 @@ func TestDevTenantIDIsStableDigits(t *testing.T) {
 	if a != b || len(a) != 10 || strings.Trim(a, "0123456789") != "" || a == server.DevTenantID("bob") {
 		t.Fatalf("DevTenantID: %q %q %q", a, b, server.DevTenantID("bob"))
 	}
+	// Pinned: a dev server's data dir is keyed by these ids, so a change
+	// of the derivation would orphan every tenant's state on upgrade.
+	golden := []struct{ user, tenant string }{
+		{"alice", "2090220207"},
+		{"bob", "8748178650"},
+		{"user@example.com", "9282825632"},
+		{"a/b c", "7127369605"},
+	}
+	for _, g := range golden {
+		if got := server.DevTenantID(g.user); got != g.tenant {
+			t.Errorf("DevTenantID(%q) = %s, want %s", g.user, got, g.tenant)
+		}
+	}
 }
 
 func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
@@ -114,13 +127,7 @@ func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := srv.Handler()
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2.0/tokens",
-		strings.NewReader(`{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"u","apiKey":"k"}}}`)))
-	var ar api.AuthResponse
-	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil {
-		t.Fatal(err)
-	}
+	ar := devLogin(t, h, "u")
 	if err := srv.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +141,7 @@ func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
 		}
 		req := httptest.NewRequest(method, "/v1.0/"+ar.TenantID()+path, strings.NewReader(`{"heartbeat_timeout":10}`))
 		req.Header.Set("X-Auth-Token", ar.Access.Token.ID)
-		rec = httptest.NewRecorder()
+		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		var f api.Fault
 		if err := json.Unmarshal(rec.Body.Bytes(), &f); err != nil || rec.Code != http.StatusServiceUnavailable || f.Type != api.FaultSystemFailure {

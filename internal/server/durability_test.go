@@ -5,21 +5,10 @@ import (
 	"reflect"
 	"slices"
 	"testing"
-	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
-
-// processClient authenticates against a running sr-registry process.
-func processClient(t *testing.T, p *registrytest.Process, user string) *client {
-	t.Helper()
-	id, err := registrytest.Login(t.Context(), p.AuthURL, user, "key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &client{t: t, base: p.URL + "/" + id.TenantID, token: id.Token, hc: &http.Client{Timeout: 10 * time.Second}}
-}
 
 // state is what must survive a restart.
 type state struct {
@@ -66,7 +55,7 @@ func TestStateSurvivesRestartOfTheBinary(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			p := registrytest.StartProcess(t, bin)
-			c := processClient(t, p, "alice")
+			c := clientOf(t, p.Authenticate(t, "alice"))
 			sid, tok := c.createSession(30, map[string]string{"host": "h1"})
 			c.createService("web-1", sid, []string{"www"}, map[string]string{"port": "80"}).want(t, http.StatusCreated)
 			c.createService("web-2", sid, nil, nil).want(t, http.StatusCreated)
@@ -84,7 +73,7 @@ func TestStateSurvivesRestartOfTheBinary(t *testing.T) {
 
 			// Tokens lived in memory: 401, then a new one works.
 			c.do(http.MethodGet, "/sessions", nil).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
-			c = processClient(t, p, "alice")
+			c = clientOf(t, p.Authenticate(t, "alice"))
 			after := snapshot(t, c)
 			if !reflect.DeepEqual(after.config, before.config) {
 				t.Errorf("configuration %+v, want %+v", after.config, before.config)

@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
@@ -170,11 +169,7 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	}
 
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commit(context.Background(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
 		for _, v := range victims {
 			if err := tb.sessions.Delete([]byte(v.sess.id)); err != nil {
 				return err
@@ -191,8 +186,9 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 		return nil
 	})
 	if err != nil {
-		// The sessions stay hidden in memory; on disk they remain and a
-		// restart restores them, after which they expire again.
+		// Memory forgets them all the same below (clients already see
+		// them gone); on disk they remain, so a restart restores them and
+		// they expire again, this time with their services.timeout event.
 		s.log.Error("expire sessions: commit failed", zap.String("tenant", t.id), zap.Int("sessions", len(victims)), zap.Error(err))
 	}
 

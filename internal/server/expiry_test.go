@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -31,6 +32,18 @@ func (c *client) exists(path string) bool {
 	}
 	c.t.Fatalf("GET %s: %d %s", path, r.StatusCode, r.body)
 	return false
+}
+
+// waitTimeoutEvents waits until the feed holds at least n services.timeout
+// events and returns them all (the services each lists).
+func waitTimeoutEvents(t testing.TB, c *client, n int) [][]api.Service {
+	t.Helper()
+	var evs [][]api.Service
+	waitFor(t, 3*time.Second+expiryBound+3*time.Second, fmt.Sprintf("%d services.timeout events", n), func() bool {
+		evs = timeoutEvents(t, c)
+		return len(evs) >= n
+	})
+	return evs
 }
 
 func timeoutEvents(t testing.TB, c *client) [][]api.Service {
@@ -83,11 +96,7 @@ func TestExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T) {
 	}
 	c.heartbeat(sid, aliveTok).fault(t, http.StatusNotFound, api.FaultNotFound)
 
-	var evs [][]api.Service
-	waitFor(t, 2*time.Second, "the services.timeout event", func() bool {
-		evs = timeoutEvents(t, c)
-		return len(evs) > 0
-	})
+	evs := waitTimeoutEvents(t, c, 1)
 	want := []api.Service{
 		{ID: "web-1", SessionID: sid, Tags: []string{"www"}, Metadata: map[string]string{}},
 		{ID: "web-2", SessionID: sid, Tags: []string{}, Metadata: map[string]string{"k": "v"}},
@@ -107,7 +116,6 @@ func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
 	sid, _ := c.createSession(3, nil)
 	c.createService("web-1", sid, nil, nil).want(t, http.StatusCreated)
 	c.createService("web-2", sid, nil, nil).want(t, http.StatusCreated)
-	deleted := time.Now()
 	c.do(http.MethodDelete, "/sessions/"+sid, nil).want(t, http.StatusNoContent)
 	if c.exists("/services/web-1") || c.exists("/services/web-2") {
 		t.Fatal("services survived the deletion of their session")
@@ -121,12 +129,15 @@ func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
 	s2, _ := c.createSession(30, nil)
 	c.createService("web-1", s2, nil, nil).want(t, http.StatusCreated)
 
-	// Past the old session's timeout and the expiry bound: still no event.
-	waitFor(t, 10*time.Second, "the old session's timeout to pass", func() bool {
-		return time.Since(deleted) > 3*time.Second+expiryBound+200*time.Millisecond
-	})
-	if evs := timeoutEvents(t, c); len(evs) != 0 {
-		t.Fatalf("services.timeout after a delete: %+v", evs)
+	// A canary with the same timeout, created after the delete, expires
+	// after the old session's deadline: sessions expire in deadline order,
+	// so had the deleted one still been timing out, its event would be
+	// there by the canary's.
+	canary, _ := c.createSession(3, nil)
+	c.createService("canary", canary, nil, nil).want(t, http.StatusCreated)
+	evs := waitTimeoutEvents(t, c, 1)
+	if len(evs) != 1 || len(evs[0]) != 1 || evs[0][0].ID != "canary" {
+		t.Fatalf("services.timeout events %+v, want only the canary's: a deleted session timed out too", evs)
 	}
 	if !c.exists("/services/web-1") {
 		t.Fatal("the re-registered service vanished")
@@ -201,11 +212,7 @@ func TestRestoredSessionsGetAFreshTimeoutAndAnyToken(t *testing.T) {
 	if d := gone.Sub(restarted); d < 3*time.Second || d > 3*time.Second+expiryBound+500*time.Millisecond {
 		t.Fatalf("restored session expired %s after the restart, want about 3 s", d)
 	}
-	var evs [][]api.Service
-	waitFor(t, 2*time.Second, "the services.timeout event", func() bool {
-		evs = timeoutEvents(t, c)
-		return len(evs) > 0
-	})
+	evs := waitTimeoutEvents(t, c, 1)
 	if len(evs) != 1 || len(evs[0]) != 1 || evs[0][0].ID != "idle-svc" {
 		t.Fatalf("timeout events %+v", evs)
 	}
@@ -243,27 +250,27 @@ func TestMassExpiryStaysWithinTheBound(t *testing.T) {
 		}
 	}
 	created := time.Now()
+	// Every create answered 201 with its own id. (Counting the live
+	// sessions here would race their expiry: under load the first ones
+	// may time out before the last are created. That each of the n
+	// existed shows again below, in its services.timeout event.)
+	if distinct := len(slices.Compact(slices.Sorted(slices.Values(ids)))); distinct != n || slices.Contains(ids, "") {
+		t.Fatalf("%d distinct session ids created, want %d", distinct, n)
+	}
 	count := func() int {
 		var l api.List[api.Session]
 		c.do(http.MethodGet, "/sessions?limit=1000", nil).want(t, http.StatusOK).decode(t, &l)
 		return len(l.Values)
 	}
-	if got := count(); got != n {
-		t.Fatalf("%d sessions right after creation, want %d", got, n)
-	}
 	gone := waitFor(t, 3*time.Second+expiryBound+3*time.Second, "every session to expire", func() bool { return count() == 0 })
 	if late := gone.Sub(created) - 3*time.Second; late > expiryBound {
 		t.Fatalf("the last of %d sessions expired %s after its timeout, want within %s", n, late, expiryBound)
 	}
-	var evs [][]api.Service
-	waitFor(t, 3*time.Second, "every services.timeout event", func() bool {
-		evs = timeoutEvents(t, c)
-		return len(evs) >= n
-	})
+	evs := waitTimeoutEvents(t, c, n)
 	seen := map[string]bool{}
 	for _, svcs := range evs {
-		if len(svcs) != 1 || seen[svcs[0].ID] {
-			t.Fatalf("timeout event %+v: want one per session, each with its one service", svcs)
+		if len(svcs) != 1 || seen[svcs[0].ID] || !slices.Contains(ids, svcs[0].SessionID) {
+			t.Fatalf("timeout event %+v: want one per created session, each with its one service", svcs)
 		}
 		seen[svcs[0].ID] = true
 	}

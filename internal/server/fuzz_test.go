@@ -10,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
@@ -29,13 +28,7 @@ func FuzzRequest(f *testing.F) {
 	h := srv.Handler()
 
 	// Authenticate once through the handler itself.
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2.0/tokens",
-		strings.NewReader(`{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"fuzz","apiKey":"k"}}}`)))
-	var ar api.AuthResponse
-	if err := json.Unmarshal(rec.Body.Bytes(), &ar); err != nil || ar.Access.Token.ID == "" {
-		f.Fatalf("authenticate: %d %s", rec.Code, rec.Body)
-	}
+	ar := devLogin(f, h, "fuzz")
 	token, tenant := ar.Access.Token.ID, ar.TenantID()
 
 	// Seeds: one of each call, plus some known-bad shapes. "T" in a path

@@ -1,12 +1,8 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"time"
-
-	bolt "go.etcd.io/bbolt"
-	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
@@ -36,11 +32,7 @@ func (s *Server) authenticate(c *call) {
 			"unknown username or wrong API key")
 		return
 	}
-	tok, err := s.ids.issue(cred.Username, tenantID, time.Now())
-	if err != nil {
-		c.storeFailed("issue a token", err)
-		return
-	}
+	tok := s.ids.issue(cred.Username, tenantID, time.Now())
 	base := c.baseURL()
 	resp := api.AuthResponse{Access: api.Access{
 		Token: api.Token{
@@ -80,45 +72,21 @@ func (s *Server) authenticate(c *call) {
 }
 
 func (s *Server) listConfiguration(c *call, prefix string) {
-	p, ok := c.pageParams()
-	if !ok {
-		return
-	}
-	t := c.t
-	t.mu.Lock()
-	all := t.configUnder(prefix)
-	t.mu.Unlock()
-	values, next := paginate(all, func(v api.ConfigurationValue) string { return v.ID }, p)
-	listReply(c, values, p, next)
+	listOf(c, func(v api.ConfigurationValue) string { return v.ID }, func(t *tenant) []api.ConfigurationValue {
+		return t.configUnder(prefix)
+	})
 }
 
 func (s *Server) getConfiguration(c *call, id string) {
-	if err := api.ValidateConfigurationID(id); err != nil {
-		c.badRequest("Invalid configuration id", err)
-		return
-	}
-	t := c.t
-	t.mu.Lock()
-	v, ok := t.config[id]
-	t.mu.Unlock()
-	if !ok {
-		c.notFound("ConfigurationValue", id)
-		return
-	}
-	c.json(http.StatusOK, api.ConfigurationValue{ID: id, Value: v})
+	getOne(c, "ConfigurationValue", id, func(t *tenant) (api.ConfigurationValue, bool) {
+		v, ok := t.config[id]
+		return api.ConfigurationValue{ID: id, Value: v}, ok
+	})
 }
 
 func (s *Server) setConfiguration(c *call, id string) {
-	if err := api.ValidateConfigurationID(id); err != nil {
-		c.badRequest("Invalid configuration id", err)
-		return
-	}
 	var req api.SetConfigurationRequest
-	if !c.decode(&req) {
-		return
-	}
-	if err := api.ValidateConfigurationValue(req.Value); err != nil {
-		c.badRequest("Validation error", err)
+	if !c.decode(&req) || !c.valid(api.ValidateConfigurationValue(req.Value)) {
 		return
 	}
 	t := c.t
@@ -137,15 +105,11 @@ func (s *Server) setConfiguration(c *call, id string) {
 		change.OldValue = &old
 	}
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := tb.config.Put([]byte(id), []byte(req.Value)); err != nil {
 			return err
 		}
-		_, err = appendEvent(tb, api.EventConfigurationUpdate, change, nowMS)
+		_, err := appendEvent(tb, api.EventConfigurationUpdate, change, nowMS)
 		return err
 	})
 	if err != nil {
@@ -159,10 +123,6 @@ func (s *Server) setConfiguration(c *call, id string) {
 }
 
 func (s *Server) deleteConfiguration(c *call, id string) {
-	if err := api.ValidateConfigurationID(id); err != nil {
-		c.badRequest("Invalid configuration id", err)
-		return
-	}
 	t := c.t
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -175,15 +135,11 @@ func (s *Server) deleteConfiguration(c *call, id string) {
 	}
 	change := api.ConfigurationChange{ConfigurationValueID: id, OldValue: &old}
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := tb.config.Delete([]byte(id)); err != nil {
 			return err
 		}
-		_, err = appendEvent(tb, api.EventConfigurationRemove, change, nowMS)
+		_, err := appendEvent(tb, api.EventConfigurationRemove, change, nowMS)
 		return err
 	})
 	if err != nil {
@@ -209,10 +165,6 @@ func (s *Server) listEvents(c *call) {
 	}
 	events, err := s.store.readEvents(c.t.id, from, p.limit)
 	if err != nil {
-		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
-			c.fault(http.StatusServiceUnavailable, api.FaultSystemFailure, "Service unavailable", "the server is shutting down")
-			return
-		}
 		c.storeFailed("read the events", err)
 		return
 	}
@@ -236,21 +188,13 @@ func (s *Server) getLimits(c *call) {
 // overview serves GET /views/overview: one entry per session, paginated by
 // session id.
 func (s *Server) overview(c *call) {
-	p, ok := c.pageParams()
-	if !ok {
-		return
-	}
-	t := c.t
-	t.mu.Lock()
-	all := make([]api.OverviewEntry, 0, len(t.sessions))
-	for _, sess := range t.sessions {
-		if !sess.gone {
-			all = append(all, api.OverviewEntry{Session: sess.view(), Services: sess.serviceViews()})
+	listOf(c, func(e api.OverviewEntry) string { return e.Session.ID }, func(t *tenant) []api.OverviewEntry {
+		all := make([]api.OverviewEntry, 0, len(t.sessions))
+		for _, sess := range t.sessions {
+			if !sess.gone {
+				all = append(all, api.OverviewEntry{Session: sess.view(), Services: sess.serviceViews()})
+			}
 		}
-	}
-	t.mu.Unlock()
-	id := func(e api.OverviewEntry) string { return e.Session.ID }
-	sortByID(all, id)
-	values, next := paginate(all, id, p)
-	listReply(c, values, p, next)
+		return all
+	})
 }

@@ -3,10 +3,8 @@ package server
 import (
 	"fmt"
 	"net/http"
-	"slices"
 	"time"
 
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
@@ -17,16 +15,13 @@ func (s *Server) createService(c *call) {
 	if !c.decode(&req) {
 		return
 	}
-	for _, err := range []error{
+	if !c.valid(
 		api.ValidateServiceID(req.ID),
 		api.ValidateSessionID(req.SessionID),
 		api.ValidateTags(req.Tags),
 		api.ValidateMetadata("metadata", req.Metadata),
-	} {
-		if err != nil {
-			c.badRequest("Validation error", err)
-			return
-		}
+	) {
+		return
 	}
 	t := c.t
 	t.wmu.Lock()
@@ -48,18 +43,14 @@ func (s *Server) createService(c *call) {
 		c.limitReached("services", s.limits.Service)
 		return
 	}
-	svc := &service{sess: sess, id: req.ID, tags: slices.Clone(req.Tags), metadata: emptyToNil(req.Metadata)}
+	svc := &service{sess: sess, id: req.ID, tags: req.Tags, metadata: emptyToNil(req.Metadata)}
 	view := svc.view()
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := putJSON(tb.services, view.ID, view); err != nil {
 			return err
 		}
-		_, err = appendEvent(tb, api.EventServiceJoin, view, nowMS)
+		_, err := appendEvent(tb, api.EventServiceJoin, view, nowMS)
 		return err
 	})
 	if err != nil {
@@ -75,7 +66,7 @@ func (s *Server) createService(c *call) {
 }
 
 func (s *Server) getService(c *call, id string) {
-	getOne(c, "Service", id, api.ValidateServiceID, func(t *tenant) (api.Service, bool) {
+	getOne(c, "Service", id, func(t *tenant) (api.Service, bool) {
 		if svc := t.liveService(id); svc != nil {
 			return svc.view(), true
 		}
@@ -84,46 +75,26 @@ func (s *Server) getService(c *call, id string) {
 }
 
 func (s *Server) listServices(c *call) {
-	p, ok := c.pageParams()
-	if !ok {
-		return
-	}
 	q := c.r.URL.Query()
 	tag, byTag := q.Get("tag"), q.Has("tag")
-	t := c.t
-	t.mu.Lock()
-	all := make([]api.Service, 0, len(t.services))
-	for _, svc := range t.services {
-		if svc.live() && (!byTag || svc.hasTag(tag)) {
-			all = append(all, svc.view())
+	listOf(c, func(v api.Service) string { return v.ID }, func(t *tenant) []api.Service {
+		all := make([]api.Service, 0, len(t.services))
+		for _, svc := range t.services {
+			if svc.live() && (!byTag || svc.hasTag(tag)) {
+				all = append(all, svc.view())
+			}
 		}
-	}
-	t.mu.Unlock()
-	sortByID(all, func(v api.Service) string { return v.ID })
-	values, next := paginate(all, func(v api.Service) string { return v.ID }, p)
-	listReply(c, values, p, next)
+		return all
+	})
 }
 
 func (s *Server) updateService(c *call, id string) {
-	if err := api.ValidateServiceID(id); err != nil {
-		c.badRequest("Invalid service id", err)
-		return
-	}
 	var req api.UpdateServiceRequest
 	if !c.decode(&req) {
 		return
 	}
-	if req.Tags != nil {
-		if err := api.ValidateTags(req.Tags); err != nil {
-			c.badRequest("Validation error", err)
-			return
-		}
-	}
-	if req.Metadata != nil {
-		if err := api.ValidateMetadata("metadata", req.Metadata); err != nil {
-			c.badRequest("Validation error", err)
-			return
-		}
+	if !c.valid(api.ValidateTags(req.Tags), api.ValidateMetadata("metadata", req.Metadata)) {
+		return
 	}
 	t := c.t
 	t.wmu.Lock()
@@ -134,7 +105,7 @@ func (s *Server) updateService(c *call, id string) {
 	if svc != nil {
 		next = *svc
 		if req.Tags != nil {
-			next.tags = slices.Clone(req.Tags)
+			next.tags = req.Tags
 		}
 		if req.Metadata != nil {
 			next.metadata = emptyToNil(req.Metadata)
@@ -146,11 +117,7 @@ func (s *Server) updateService(c *call, id string) {
 		return
 	}
 	view := next.view()
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return putJSON(tb.services, id, view)
 	})
 	if err != nil {
@@ -164,10 +131,6 @@ func (s *Server) updateService(c *call, id string) {
 }
 
 func (s *Server) deleteService(c *call, id string) {
-	if err := api.ValidateServiceID(id); err != nil {
-		c.badRequest("Invalid service id", err)
-		return
-	}
 	t := c.t
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -178,11 +141,7 @@ func (s *Server) deleteService(c *call, id string) {
 		c.notFound("Service", id)
 		return
 	}
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return tb.services.Delete([]byte(id))
 	})
 	if err != nil {

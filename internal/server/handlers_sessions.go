@@ -3,15 +3,11 @@ package server
 import (
 	"bytes"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
-	"math/big"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/google/uuid"
-	bolt "go.etcd.io/bbolt"
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
@@ -21,17 +17,24 @@ const sessionIDAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0
 
 // newSessionID returns "se" and 8 random alphanumerics, like the hosted
 // service's ids (seMkzI0mxC).
-func newSessionID() (string, error) {
-	b := []byte("se00000000")
-	max := big.NewInt(int64(len(sessionIDAlphabet)))
-	for i := 2; i < len(b); i++ {
-		n, err := rand.Int(rand.Reader, max)
-		if err != nil {
-			return "", err
+func newSessionID() string {
+	const n = len(sessionIDAlphabet)
+	id := make([]byte, 2, 10)
+	copy(id, "se")
+	var buf [16]byte
+	for len(id) < cap(id) {
+		// Cannot fail: since Go 1.24 crypto/rand crashes the program
+		// rather than return an error.
+		_, _ = rand.Read(buf[:])
+		for _, b := range buf {
+			// Bytes from the last partial run of the alphabet would make
+			// its first letters likelier: skip them.
+			if int(b) < 256-256%n && len(id) < cap(id) {
+				id = append(id, sessionIDAlphabet[int(b)%n])
+			}
 		}
-		b[i] = sessionIDAlphabet[n.Int64()]
 	}
-	return string(b), nil
+	return string(id)
 }
 
 func (s *Server) createSession(c *call) {
@@ -39,36 +42,23 @@ func (s *Server) createSession(c *call) {
 	if !c.decode(&req) {
 		return
 	}
-	if err := api.ValidateHeartbeatTimeout(req.HeartbeatTimeout); err != nil {
-		c.badRequest("Validation error", err)
+	if !c.valid(api.ValidateHeartbeatTimeout(req.HeartbeatTimeout), api.ValidateMetadata("metadata", req.Metadata)) {
 		return
 	}
-	if err := api.ValidateMetadata("metadata", req.Metadata); err != nil {
-		c.badRequest("Validation error", err)
-		return
-	}
-	token, err := uuid.NewUUID()
-	if err != nil {
-		c.storeFailed("generate a heartbeat token", err)
-		return
-	}
+	// Version 1 UUIDs cannot fail to generate (uuid v1.6.0 has no error
+	// path left in NewUUID).
+	token := uuid.Must(uuid.NewUUID())
 	t := c.t
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
 
 	t.mu.Lock()
 	n := len(t.sessions)
-	var id string
-	for id == "" || t.sessions[id] != nil {
-		if id, err = newSessionID(); err != nil {
-			break
-		}
+	id := newSessionID()
+	for t.sessions[id] != nil {
+		id = newSessionID()
 	}
 	t.mu.Unlock()
-	if err != nil {
-		c.storeFailed("generate a session id", err)
-		return
-	}
 	if n >= s.limits.Session {
 		c.limitReached("sessions", s.limits.Session)
 		return
@@ -82,11 +72,7 @@ func (s *Server) createSession(c *call) {
 		cur:      token,
 	}
 	rec := sess.stored()
-	err = s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return putJSON(tb.sessions, id, rec)
 	})
 	if err != nil {
@@ -104,7 +90,7 @@ func (s *Server) createSession(c *call) {
 }
 
 func (s *Server) getSession(c *call, id string) {
-	getOne(c, "Session", id, api.ValidateSessionID, func(t *tenant) (api.Session, bool) {
+	getOne(c, "Session", id, func(t *tenant) (api.Session, bool) {
 		if sess := t.liveSession(id); sess != nil {
 			return sess.view(), true
 		}
@@ -112,14 +98,10 @@ func (s *Server) getSession(c *call, id string) {
 	})
 }
 
-// getOne answers a GET of one object: 400 for an id that breaks its rule,
-// 404 for one that is not there, else the object. lookup runs under the
-// tenant's lock and must copy what it returns.
-func getOne[T any](c *call, kind, id string, validate func(string) error, lookup func(*tenant) (T, bool)) {
-	if err := validate(id); err != nil {
-		c.badRequest("Invalid "+strings.ToLower(kind)+" id", err)
-		return
-	}
+// getOne answers a GET of one object (its id already checked by
+// routeItem): 404 when it is not there, else the object. lookup runs under
+// the tenant's lock and must copy what it returns.
+func getOne[T any](c *call, kind, id string, lookup func(*tenant) (T, bool)) {
 	c.t.mu.Lock()
 	v, ok := lookup(c.t)
 	c.t.mu.Unlock()
@@ -130,45 +112,45 @@ func getOne[T any](c *call, kind, id string, validate func(string) error, lookup
 	c.json(http.StatusOK, v)
 }
 
-func (s *Server) listSessions(c *call) {
+// listOf answers a GET of a list: collect gathers every item under the
+// tenant's lock (copies, not live state), and the page asked for is cut
+// out of them sorted by id.
+func listOf[T any](c *call, id func(T) string, collect func(*tenant) []T) {
 	p, ok := c.pageParams()
 	if !ok {
 		return
 	}
-	t := c.t
-	t.mu.Lock()
-	all := make([]api.Session, 0, len(t.sessions))
-	for _, sess := range t.sessions {
-		if !sess.gone {
-			all = append(all, sess.view())
-		}
-	}
-	t.mu.Unlock()
-	sortByID(all, func(v api.Session) string { return v.ID })
-	values, next := paginate(all, func(v api.Session) string { return v.ID }, p)
+	c.t.mu.Lock()
+	all := collect(c.t)
+	c.t.mu.Unlock()
+	sortByID(all, id)
+	values, next := paginate(all, id, p)
 	listReply(c, values, p, next)
 }
 
+func (s *Server) listSessions(c *call) {
+	listOf(c, func(v api.Session) string { return v.ID }, func(t *tenant) []api.Session {
+		all := make([]api.Session, 0, len(t.sessions))
+		for _, sess := range t.sessions {
+			if !sess.gone {
+				all = append(all, sess.view())
+			}
+		}
+		return all
+	})
+}
+
 func (s *Server) updateSession(c *call, id string) {
-	if err := api.ValidateSessionID(id); err != nil {
-		c.badRequest("Invalid session id", err)
-		return
-	}
 	var req api.UpdateSessionRequest
 	if !c.decode(&req) {
 		return
 	}
+	var timeoutErr error
 	if req.HeartbeatTimeout != nil {
-		if err := api.ValidateHeartbeatTimeout(*req.HeartbeatTimeout); err != nil {
-			c.badRequest("Validation error", err)
-			return
-		}
+		timeoutErr = api.ValidateHeartbeatTimeout(*req.HeartbeatTimeout)
 	}
-	if req.Metadata != nil {
-		if err := api.ValidateMetadata("metadata", req.Metadata); err != nil {
-			c.badRequest("Validation error", err)
-			return
-		}
+	if !c.valid(timeoutErr, api.ValidateMetadata("metadata", req.Metadata)) {
+		return
 	}
 	t := c.t
 	t.wmu.Lock()
@@ -190,11 +172,7 @@ func (s *Server) updateSession(c *call, id string) {
 	if req.Metadata != nil {
 		rec.Metadata = emptyToNil(req.Metadata)
 	}
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return putJSON(tb.sessions, id, rec)
 	})
 	if err != nil {
@@ -216,10 +194,6 @@ func (s *Server) updateSession(c *call, id string) {
 }
 
 func (s *Server) deleteSession(c *call, id string) {
-	if err := api.ValidateSessionID(id); err != nil {
-		c.badRequest("Invalid session id", err)
-		return
-	}
 	t := c.t
 	t.wmu.Lock()
 	defer t.wmu.Unlock()
@@ -238,11 +212,7 @@ func (s *Server) deleteSession(c *call, id string) {
 		c.notFound("Session", id)
 		return
 	}
-	err := s.store.commit(c.r.Context(), func(tx *bolt.Tx) error {
-		tb, err := writeTenant(tx, t.id)
-		if err != nil {
-			return err
-		}
+	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := tb.sessions.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -282,20 +252,13 @@ var errTokenMismatch = errors.New("token mismatch")
 // client recreate its session and re-register its services after each
 // restart, which is exactly what restoring sessions is meant to avoid.
 func (s *Server) heartbeat(c *call, id string) {
-	if err := api.ValidateSessionID(id); err != nil {
-		c.badRequest("Invalid session id", err)
-		return
-	}
 	body, ok := c.body()
 	if !ok {
 		return
 	}
 	req, ok := fastHeartbeatToken(body)
-	if !ok && len(bytes.TrimSpace(body)) > 0 {
-		if err := json.Unmarshal(body, &req); err != nil {
-			c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body", describeJSONError(err))
-			return
-		}
+	if !ok && !c.unmarshal(body, &req) {
+		return
 	}
 	if req.Token == "" {
 		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Validation error", "token is required: send the token of the previous heartbeat (or of the session's creation)")
@@ -306,11 +269,7 @@ func (s *Server) heartbeat(c *call, id string) {
 		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Validation error", "token must be a UUID, got "+quote(req.Token))
 		return
 	}
-	next, err := uuid.NewUUID()
-	if err != nil {
-		c.storeFailed("generate a heartbeat token", err)
-		return
-	}
+	next := uuid.Must(uuid.NewUUID())
 	t := c.t
 	t.mu.Lock()
 	sess := t.liveSession(id)

@@ -100,62 +100,31 @@ func (s *Server) serveTenant(c *call, rest string) {
 	// One trailing slash is forgiven on everything but configuration,
 	// where it means "namespace".
 	id = strings.TrimSuffix(id, "/")
-	method := c.r.Method
 	switch resource {
 	case "sessions":
 		id, sub, _ := strings.Cut(id, "/")
 		switch {
 		case id == "" && sub == "":
-			switch method {
-			case http.MethodGet:
-				s.listSessions(c)
-			case http.MethodPost:
-				s.createSession(c)
-			default:
-				c.methodNotAllowed(http.MethodGet, http.MethodPost)
-			}
+			routeList(c, s.listSessions, s.createSession)
 		case sub == "":
-			switch method {
-			case http.MethodGet:
-				s.getSession(c, id)
-			case http.MethodPut:
-				s.updateSession(c, id)
-			case http.MethodDelete:
-				s.deleteSession(c, id)
-			default:
-				c.methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
-			}
+			routeItem(c, "session", id, api.ValidateSessionID, s.getSession, s.updateSession, s.deleteSession)
 		case sub == "heartbeat" && id != "":
-			if method != http.MethodPost {
+			if c.r.Method != http.MethodPost {
 				c.methodNotAllowed(http.MethodPost)
 				return
 			}
-			s.heartbeat(c, id)
+			if c.validID("session", id, api.ValidateSessionID) {
+				s.heartbeat(c, id)
+			}
 		default:
 			c.notFoundPath()
 		}
 	case "services":
 		switch {
 		case id == "":
-			switch method {
-			case http.MethodGet:
-				s.listServices(c)
-			case http.MethodPost:
-				s.createService(c)
-			default:
-				c.methodNotAllowed(http.MethodGet, http.MethodPost)
-			}
+			routeList(c, s.listServices, s.createService)
 		case !strings.Contains(id, "/"):
-			switch method {
-			case http.MethodGet:
-				s.getService(c, id)
-			case http.MethodPut:
-				s.updateService(c, id)
-			case http.MethodDelete:
-				s.deleteService(c, id)
-			default:
-				c.methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
-			}
+			routeItem(c, "service", id, api.ValidateServiceID, s.getService, s.updateService, s.deleteService)
 		default:
 			c.notFoundPath()
 		}
@@ -164,25 +133,17 @@ func (s *Server) serveTenant(c *call, rest string) {
 			c.notFoundPath()
 			return
 		}
-		if method != http.MethodGet {
-			c.methodNotAllowed(http.MethodGet)
-			return
-		}
 		if resource == "events" {
-			s.listEvents(c)
+			routeList(c, s.listEvents, nil)
 		} else {
-			s.getLimits(c)
+			routeList(c, s.getLimits, nil)
 		}
 	case "views":
 		if id != "overview" {
 			c.notFoundPath()
 			return
 		}
-		if method != http.MethodGet {
-			c.methodNotAllowed(http.MethodGet)
-			return
-		}
-		s.overview(c)
+		routeList(c, s.overview, nil)
 	default:
 		c.notFoundPath()
 	}
@@ -192,37 +153,80 @@ func (s *Server) serveTenant(c *call, rest string) {
 // value is the path below /configuration with its leading slash.
 func (s *Server) routeConfiguration(c *call, rest string) {
 	id := strings.TrimPrefix(rest, "configuration")
-	method := c.r.Method
-	if id == "" || id == "/" {
-		if method != http.MethodGet {
-			c.methodNotAllowed(http.MethodGet)
-			return
-		}
-		s.listConfiguration(c, "")
-		return
+	switch {
+	case id == "" || id == "/":
+		routeList(c, func(c *call) { s.listConfiguration(c, "") }, nil)
+	case api.IsNamespace(id):
+		routeList(c, func(c *call) {
+			if err := api.ValidateConfigurationID(id); err != nil {
+				c.badRequest("Invalid configuration namespace", err)
+				return
+			}
+			s.listConfiguration(c, id)
+		}, nil)
+	default:
+		routeItem(c, "configuration", id, api.ValidateConfigurationID, s.getConfiguration, s.setConfiguration, s.deleteConfiguration)
 	}
-	if api.IsNamespace(id) {
-		if method != http.MethodGet {
-			c.methodNotAllowed(http.MethodGet)
-			return
-		}
-		if err := api.ValidateConfigurationID(id); err != nil {
-			c.badRequest("Invalid configuration namespace", err)
-			return
-		}
-		s.listConfiguration(c, id)
-		return
+}
+
+// routeList routes a collection: GET lists it, POST creates in it (when
+// create is not nil), any other method is 405. A GET-only resource that is
+// not a list (limits) routes the same way.
+func routeList(c *call, list, create func(*call)) {
+	switch {
+	case c.r.Method == http.MethodGet:
+		list(c)
+	case create == nil:
+		c.methodNotAllowed(http.MethodGet)
+	case c.r.Method == http.MethodPost:
+		create(c)
+	default:
+		c.methodNotAllowed(http.MethodGet, http.MethodPost)
 	}
-	switch method {
+}
+
+// routeItem routes one object of the given kind: 405 for a method other
+// than GET, PUT and DELETE, 400 for an id that breaks validate, else the
+// method's handler. The method is checked first so that a wrong method is
+// 405 whatever the id.
+func routeItem(c *call, kind, id string, validate func(string) error, get, put, del func(*call, string)) {
+	var h func(*call, string)
+	switch c.r.Method {
 	case http.MethodGet:
-		s.getConfiguration(c, id)
+		h = get
 	case http.MethodPut:
-		s.setConfiguration(c, id)
+		h = put
 	case http.MethodDelete:
-		s.deleteConfiguration(c, id)
+		h = del
 	default:
 		c.methodNotAllowed(http.MethodGet, http.MethodPut, http.MethodDelete)
+		return
 	}
+	if c.validID(kind, id, validate) {
+		h(c, id)
+	}
+}
+
+// validID answers 400 "Invalid <kind> id" and returns false when id
+// breaks validate.
+func (c *call) validID(kind, id string, validate func(string) error) bool {
+	if err := validate(id); err != nil {
+		c.badRequest("Invalid "+kind+" id", err)
+		return false
+	}
+	return true
+}
+
+// valid answers 400 "Validation error" with the first non-nil error and
+// returns false, or returns true when every error is nil.
+func (c *call) valid(errs ...error) bool {
+	for _, err := range errs {
+		if err != nil {
+			c.badRequest("Validation error", err)
+			return false
+		}
+	}
+	return true
 }
 
 // fault answers an API fault.
@@ -296,12 +300,19 @@ func (c *call) created(location string, v any) {
 	c.w.WriteHeader(http.StatusCreated)
 }
 
-// decode reads the JSON body into v. An empty body decodes as {}. It
-// answers the fault and returns false when the body is unusable.
+// decode reads the JSON body into v (see unmarshal). It answers the fault
+// and returns false when the body is unusable.
 func (c *call) decode(v any) bool {
 	body, ok := c.body()
-	if !ok || len(bytes.TrimSpace(body)) == 0 {
-		return ok
+	return ok && c.unmarshal(body, v)
+}
+
+// unmarshal decodes the JSON body into v. An empty body decodes as {},
+// leaving v as it is. It answers the fault and returns false when the
+// body is not JSON of v's shape.
+func (c *call) unmarshal(body []byte, v any) bool {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return true
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		c.fault(http.StatusBadRequest, api.FaultBadRequest, "Invalid request body", describeJSONError(err))

@@ -150,7 +150,7 @@ func (t *tenant) liveService(id string) *service {
 }
 
 // configUnder returns the configuration values whose id starts with
-// prefix, sorted by id. mu must be held.
+// prefix, in no order. mu must be held.
 func (t *tenant) configUnder(prefix string) []api.ConfigurationValue {
 	out := []api.ConfigurationValue{}
 	for id, v := range t.config {
@@ -158,7 +158,6 @@ func (t *tenant) configUnder(prefix string) []api.ConfigurationValue {
 			out = append(out, api.ConfigurationValue{ID: id, Value: v})
 		}
 	}
-	sortByID(out, func(v api.ConfigurationValue) string { return v.ID })
 	return out
 }
 
@@ -179,12 +178,13 @@ func cloneMap(m map[string]string) map[string]string {
 	return maps.Clone(m)
 }
 
-// emptyToNil drops empty maps so that they cost nothing per session.
+// emptyToNil drops empty maps so that they cost nothing per session. It
+// keeps m itself otherwise: callers pass maps freshly decoded for them.
 func emptyToNil(m map[string]string) map[string]string {
 	if len(m) == 0 {
 		return nil
 	}
-	return maps.Clone(m)
+	return m
 }
 
 func sortByID[T any](items []T, id func(T) string) {

@@ -64,7 +64,8 @@ type store struct {
 	db    *bolt.DB
 	queue chan *commitReq
 	// mu and closed make close wait for callers that are enqueueing, so
-	// that every queued request is answered by the final drain.
+	// that every queued request is answered by the final drain, and for
+	// readers, so that the database is not closed under them.
 	mu     sync.RWMutex
 	closed bool
 	done   chan struct{}
@@ -141,6 +142,18 @@ func (st *store) commit(ctx context.Context, fn func(*bolt.Tx) error) error {
 	// Once queued, the commit happens whatever the caller's context says:
 	// waiting for it keeps memory and disk in step.
 	return <-req.err
+}
+
+// commitTenant is commit with the tenant's buckets, created if needed:
+// what every mutation of one tenant needs.
+func (st *store) commitTenant(ctx context.Context, tenant string, fn func(*tenantBuckets) error) error {
+	return st.commit(ctx, func(tx *bolt.Tx) error {
+		tb, err := writeTenant(tx, tenant)
+		if err != nil {
+			return err
+		}
+		return fn(tb)
+	})
 }
 
 func (st *store) loop() {
@@ -293,8 +306,15 @@ func appendEvent(tb *tenantBuckets, typ string, payload any, nowMS int64) (api.E
 }
 
 // readEvents returns up to limit+1 events of the tenant with ids >= from,
-// in id order.
+// in id order, or errStoreClosed once the store is closing.
 func (st *store) readEvents(tenant, from string, limit int) ([]api.Event, error) {
+	// The read lock keeps close from closing the database under the
+	// transaction.
+	st.mu.RLock()
+	defer st.mu.RUnlock()
+	if st.closed {
+		return nil, fmt.Errorf("read events of tenant %q: %w", tenant, errStoreClosed)
+	}
 	out := []api.Event{}
 	err := st.db.View(func(tx *bolt.Tx) error {
 		root := tx.Bucket(bucketTenants).Bucket([]byte(tenant))

@@ -30,10 +30,8 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	bins.wrapper, err = registrytest.Build(ctx, dir, "github.com/sr-wrapper/sr-wrapper/cmd/sr-wrapper")
-	if err == nil {
-		bins.fakeproc, err = registrytest.Build(ctx, dir, "github.com/sr-wrapper/sr-wrapper/testdata/fakeproc")
-	}
+	err = registrytest.Build(ctx, dir, nil, "github.com/sr-wrapper/sr-wrapper/cmd/sr-wrapper", "github.com/sr-wrapper/sr-wrapper/testdata/fakeproc")
+	bins = binaries{wrapper: filepath.Join(dir, "sr-wrapper"), fakeproc: filepath.Join(dir, "fakeproc")}
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

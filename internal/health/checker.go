@@ -3,7 +3,6 @@ package health
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -33,21 +32,10 @@ const userAgent = "sr-wrapper-health-check"
 // the error: enough for a message, never a whole page.
 const errorBodyLimit = 256
 
-// HTTPOption changes how an HTTP check is made.
-type HTTPOption func(*httpChecker)
-
-// InsecureSkipVerify makes an https check accept any certificate. By
-// default certificates are verified, which fails against a program that
-// presents a certificate for its public name when checked as 127.0.0.1.
-func InsecureSkipVerify() HTTPOption {
-	return func(c *httpChecker) { c.insecure = true }
-}
-
 type httpChecker struct {
-	url      string // as requested
-	shown    string // with any password redacted
-	insecure bool
-	client   *http.Client
+	url    string // as requested
+	shown  string // with any password redacted
+	client *http.Client
 }
 
 // HTTP returns a Checker that sends GET rawURL and takes any 2xx or 3xx
@@ -56,19 +44,19 @@ type httpChecker struct {
 // reach. Each check opens a new connection (no keep-alive), so that it
 // also proves that the program still accepts connections, and goes
 // direct, ignoring HTTP_PROXY: a health check is for the program itself.
-// The check's duration is bounded by the context given to Check.
+// An https certificate is verified as any client would, so a program
+// whose certificate names only its public name fails a check of
+// https://127.0.0.1. The check's duration is bounded by the context given
+// to Check.
 //
 // rawURL must be an absolute http or https URL with a host; the error
 // says what is wrong with it (the caller adds the flag's name).
-func HTTP(rawURL string, opts ...HTTPOption) (Checker, error) {
+func HTTP(rawURL string) (Checker, error) {
 	u, err := parseCheckURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
 	c := &httpChecker{url: u.String(), shown: u.Redacted()}
-	for _, o := range opts {
-		o(c)
-	}
 	c.client = &http.Client{
 		Transport: &http.Transport{
 			Proxy:                  nil,
@@ -76,7 +64,6 @@ func HTTP(rawURL string, opts ...HTTPOption) (Checker, error) {
 			DisableKeepAlives:      true,
 			DisableCompression:     true,
 			MaxResponseHeaderBytes: 64 << 10,
-			TLSClientConfig:        &tls.Config{InsecureSkipVerify: c.insecure},
 		},
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse

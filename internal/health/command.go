@@ -32,15 +32,14 @@ const (
 	outputGrace = 100 * time.Millisecond
 )
 
-// ProcessStarter starts a process and reports its end. Start runs start,
-// which starts exactly one process and returns its pid; the channel
-// receives that process's status once it has exited and been reaped.
-// *signals.Reaper is one, and the wrapper must pass its own: when it is
-// PID 1 or a subreaper, its Reaper collects every exited child, and a
-// command waited for any other way (exec.Cmd.Wait, Run, Output) would
-// lose its status to it.
+// ProcessStarter starts a process and reports its end: StartProcess
+// starts it as os.StartProcess does, and the channel receives its status
+// once it has exited and been reaped. *signals.Reaper is one, and the
+// wrapper must pass its own: when it is PID 1 or a subreaper, its Reaper
+// collects every exited child, and a command waited for any other way
+// (exec.Cmd.Wait, Run, Output) would lose its status to it.
 type ProcessStarter interface {
-	Start(start func() (pid int, err error)) (<-chan signals.WaitResult, error)
+	StartProcess(path string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan signals.WaitResult, error)
 }
 
 // CommandOptions configure Command. Starter is required.
@@ -161,6 +160,11 @@ func resolveCommand(name, dir string) (string, error) {
 		p = filepath.Join(dir, name)
 	}
 	found, err := exec.LookPath(p)
+	if err == nil && p != name {
+		// Keep it as given: the process resolves it after its chdir to
+		// dir, and a relative dir would be applied twice.
+		return name, nil
+	}
 	if err == nil {
 		return found, nil
 	}
@@ -197,23 +201,16 @@ func (c *commandChecker) Check(ctx context.Context) error {
 		Files: []*os.File{stdin, pw, pw},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	}
-	var pid int
-	exited, err := c.starter.Start(func() (int, error) {
-		p, err := os.StartProcess(c.path, c.argv, attr)
-		if err != nil {
-			return 0, err
-		}
-		pid = p.Pid
-		// The starter waits; the handle would only hold a pidfd open.
-		_ = p.Release()
-		return pid, nil
-	})
+	p, exited, err := c.starter.StartProcess(c.path, c.argv, attr)
 	stdin.Close()
 	pw.Close() // so that the read ends when the command's side closes
 	if err != nil {
 		pr.Close()
 		return fmt.Errorf("%s: start: %w", c.shown, err)
 	}
+	pid := p.Pid // before Release, which sets it to -1
+	// The starter waits; the handle would only hold a pidfd open.
+	_ = p.Release()
 	outc := make(chan capturedOutput, 1)
 	go func() { outc <- readBounded(pr, c.limit) }()
 
@@ -235,37 +232,27 @@ func (c *commandChecker) Check(ctx context.Context) error {
 	out := <-outc
 	pr.Close()
 
-	status := describeExit(res)
+	status := res.ExitStatus()
 	c.log.Debug("health check command ended", zap.String("check", c.shown), zap.Int("pid", pid),
-		zap.String("status", status), zap.ByteString("output", out.data), zap.Bool("output_truncated", out.truncated))
+		zap.Stringer("status", status), zap.ByteString("output", out.data), zap.Bool("output_truncated", out.truncated))
 	switch {
 	case cut != nil:
 		return fmt.Errorf("%s: killed with its process group, as the check was cut off: %w", c.shown, cut)
 	case res.Err != nil:
 		return fmt.Errorf("%s: %w", c.shown, res.Err)
-	case res.Status.Exited() && res.Status.ExitStatus() == 0:
+	case status.Code == 0:
 		return nil
 	}
 	return fmt.Errorf("%s: %s", c.shown, status)
 }
 
 func killGroup(pgid int) {
+	if pgid <= 0 {
+		return // kill(2) would take it for this process's group, or everyone
+	}
 	// ESRCH (the group is empty) is the normal case; nothing else can be
 	// done about the others.
 	_ = unix.Kill(-pgid, unix.SIGKILL)
-}
-
-func describeExit(res signals.WaitResult) string {
-	ws := res.Status
-	switch {
-	case res.Err != nil:
-		return "unknown: " + res.Err.Error()
-	case ws.Exited():
-		return fmt.Sprintf("exited with status %d", ws.ExitStatus())
-	case ws.Signaled():
-		return "killed by " + signals.Name(ws.Signal())
-	}
-	return fmt.Sprintf("wait status %#x", uint32(ws))
 }
 
 type capturedOutput struct {

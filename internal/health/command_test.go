@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
 
@@ -176,34 +176,6 @@ func pids(t *testing.T, out string) []int {
 	return ps
 }
 
-// procState is the state letter of pid in /proc, or 0 if it is gone.
-func procState(pid int) byte {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return 0
-	}
-	return b[i+2]
-}
-
-// waitDead waits until every pid is dead: gone, or a zombie that its
-// parent (not this process, in these tests) has still to reap.
-func waitDead(t *testing.T, ps []int) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for _, p := range ps {
-		for s := procState(p); s != 0 && s != 'Z'; s = procState(p) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d still running (state %c)", p, s)
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
-	}
-}
-
 func TestCommandCheckKilledWithItsProcessGroupOnTimeout(t *testing.T) {
 	r := newReaper(t)
 	log, logs := debugLogger()
@@ -228,7 +200,7 @@ func TestCommandCheckKilledWithItsProcessGroupOnTimeout(t *testing.T) {
 	if len(ps) != 2 {
 		t.Fatalf("pids %v, want the sleep's and the shell's", ps)
 	}
-	waitDead(t, ps)
+	proctest.WaitDead(t, waitLimit, ps...)
 }
 
 func TestCommandCheckLeavesNothingBehind(t *testing.T) {
@@ -247,7 +219,7 @@ func TestCommandCheckLeavesNothingBehind(t *testing.T) {
 		t.Fatalf("the check waited %s for its straggler", took)
 	}
 	out, _, _ := commandOutput(t, logs)
-	waitDead(t, pids(t, out))
+	proctest.WaitDead(t, waitLimit, pids(t, out)...)
 }
 
 func TestCommandCheckThroughAClosedReaperFails(t *testing.T) {
@@ -302,18 +274,27 @@ func TestCommandRejects(t *testing.T) {
 	}
 }
 
+// A relative command path is relative to Dir, where the command runs,
+// and Dir itself, when relative, to the wrapper's working directory.
 func TestCommandRunsRelativeToDir(t *testing.T) {
 	r := newReaper(t)
-	dir := t.TempDir()
+	top := t.TempDir()
+	dir := filepath.Join(top, "checks")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(filepath.Join(dir, "check.sh"), []byte("#!/bin/sh\nexit 4\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	c, err := Command([]string{"./check.sh"}, CommandOptions{Starter: r, Dir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := checkWithin(t, c, waitLimit); err == nil || !strings.HasSuffix(err.Error(), "exited with status 4") {
-		t.Fatalf("./check.sh in its dir: %v, want exit status 4", err)
+	t.Chdir(top)
+	for _, d := range []string{dir, "checks", "./checks"} {
+		c, err := Command([]string{"./check.sh"}, CommandOptions{Starter: r, Dir: d})
+		if err != nil {
+			t.Fatalf("Dir %q: %v", d, err)
+		}
+		if err := checkWithin(t, c, waitLimit); err == nil || !strings.HasSuffix(err.Error(), "exited with status 4") {
+			t.Fatalf("./check.sh in Dir %q: %v, want exit status 4", d, err)
+		}
 	}
 }
 
@@ -321,10 +302,7 @@ func TestCommandRunsRelativeToDir(t *testing.T) {
 // wait4(-1): the check commands must still get their own statuses, while
 // orphans that come and go are reaped beside them.
 func TestCommandChecksThroughASubreaper(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// GORACE: without it every -race binary idles a second at exit.
-	cmd.Env = append(os.Environ(), helperEnv+"=subreaper", "GORACE=atexit_sleep_ms=0")
-	out, err := cmd.CombinedOutput()
+	out, err := proctest.HelperCommand(t, helperEnv, "subreaper").CombinedOutput()
 	if err != nil {
 		t.Fatalf("subreaper helper: %v\n%s", err, out)
 	}
@@ -399,7 +377,7 @@ func subreaperHelper() error {
 	// zombie.
 	deadline := time.Now().Add(waitLimit)
 	for {
-		kids := childrenOf(os.Getpid())
+		kids := proctest.Children(os.Getpid())
 		mu.Lock()
 		n := orphans
 		mu.Unlock()
@@ -413,30 +391,4 @@ func subreaperHelper() error {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-}
-
-// childrenOf lists the processes whose parent is pid, zombies included.
-func childrenOf(pid int) []int {
-	var kids []int
-	dirs, _ := os.ReadDir("/proc")
-	for _, d := range dirs {
-		p, err := strconv.Atoi(d.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p))
-		if err != nil {
-			continue
-		}
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
-			kids = append(kids, p)
-		}
-	}
-	return kids
 }

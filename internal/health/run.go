@@ -84,9 +84,10 @@ func ValidateTiming(interval, timeout time.Duration, rise, fall int) error {
 // Each check runs in a goroutine of its own, with a context that ends
 // after Timeout; a check that has not answered by then counts as failed:
 // with its own error if it returns within a moment (a check that honours
-// its context does), else with a timeout error 100 ms later. Checks never overlap: a check that
-// ignores its context and is still running at the next interval
-// counts as failed again, and no new one starts until it has returned.
+// its context does), else with a timeout error 100 ms later. Checks never
+// overlap: a check that ignores its context and is still running at the
+// next interval counts as failed again, and no new one starts until it
+// has returned.
 // Run itself is meant to run in a goroutine of its own, beside the
 // heartbeats and the signal handling, which it therefore cannot block.
 //
@@ -126,16 +127,16 @@ type runner struct {
 
 	// The check in flight. results holds at most one value, since at
 	// most one check runs.
-	results   chan error
-	inFlight  bool
-	started   time.Time
-	checkCtx  context.Context
-	cancel    context.CancelFunc
-	timedOut  <-chan struct{}  // checkCtx.Done() until the check is cut off
-	grace     *time.Timer      // from its timeout to its cut-off
-	graceC    <-chan time.Time // grace.C while it runs
-	cutOff    bool             // its failure was counted; its result will be dropped
-	tickEarly bool             // an interval passed while it was running in time
+	results  chan error
+	inFlight bool
+	started  time.Time
+	checkCtx context.Context
+	cancel   context.CancelFunc
+	// cutoff fires cutOffGrace after the check's timeout, unless it has
+	// returned by then; nil when no check waits for it.
+	cutoff    *time.Timer
+	cutOff    bool // its failure was counted; its result will be dropped
+	tickEarly bool // an interval passed while it was running in time
 }
 
 func (r *runner) run(ctx context.Context) {
@@ -146,6 +147,10 @@ func (r *runner) run(ctx context.Context) {
 	defer tick.Stop()
 	r.start(ctx)
 	for {
+		var cutoff <-chan time.Time
+		if r.cutoff != nil {
+			cutoff = r.cutoff.C
+		}
 		select {
 		case <-ctx.Done():
 			r.stop()
@@ -161,27 +166,13 @@ func (r *runner) run(ctx context.Context) {
 				// Within its timeout: the next check starts when it ends.
 				r.tickEarly = true
 			}
-		case <-r.timedOut:
-			if ctx.Err() != nil {
-				r.stop()
-				return
-			}
-			// A check that honours its context returns at once, with an
-			// error that says more than ours would.
-			r.timedOut = nil
-			r.grace = time.NewTimer(cutOffGrace)
-			r.graceC = r.grace.C
-		case <-r.graceC:
-			r.graceC = nil
+		case <-cutoff:
+			r.cutoff = nil
 			r.cutOff = true
 			r.record(r.timeoutError(nil))
 		case err := <-r.results:
 			r.inFlight = false
-			r.timedOut = nil
-			if r.grace != nil {
-				r.grace.Stop()
-				r.grace, r.graceC = nil, nil
-			}
+			r.stopCutoff()
 			timedOut := r.checkCtx.Err() != nil
 			r.cancel()
 			if ctx.Err() != nil {
@@ -204,13 +195,24 @@ func (r *runner) run(ctx context.Context) {
 	}
 }
 
+// start starts a check. A check that honours its context returns at its
+// timeout, with an error that says more than ours would; one that has not
+// returned a moment later is cut off: counted as failed without its own
+// error.
 func (r *runner) start(ctx context.Context) {
 	r.checkCtx, r.cancel = context.WithTimeout(ctx, r.cfg.Timeout)
-	r.timedOut = r.checkCtx.Done()
+	r.cutoff = time.NewTimer(r.cfg.Timeout + cutOffGrace)
 	r.inFlight = true
 	r.started = time.Now()
 	check, checkCtx, results := r.cfg.Checker, r.checkCtx, r.results
 	go func() { results <- check.Check(checkCtx) }()
+}
+
+func (r *runner) stopCutoff() {
+	if r.cutoff != nil {
+		r.cutoff.Stop()
+		r.cutoff = nil
+	}
 }
 
 // stop cancels the check in flight and gives it up to Timeout to
@@ -221,9 +223,7 @@ func (r *runner) stop() {
 		return
 	}
 	r.cancel()
-	if r.grace != nil {
-		r.grace.Stop()
-	}
+	r.stopCutoff()
 	t := time.NewTimer(r.cfg.Timeout)
 	defer t.Stop()
 	select {

@@ -17,6 +17,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 )
 
 // scripted is a Checker that plays a script of results, '+' for a pass
@@ -464,5 +466,5 @@ func TestRunWithHangingCommandKillsItAtItsTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitDead(t, pids(t, string(b)))
+	proctest.WaitDead(t, waitLimit, pids(t, string(b))...)
 }

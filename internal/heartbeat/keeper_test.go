@@ -3,7 +3,9 @@ package heartbeat
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
+	"os"
 	"sync"
 	"syscall"
 	"testing"
@@ -11,6 +13,23 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 )
+
+// TestMain runs the parallel tests all at once unless -parallel says
+// otherwise: they wait on the Keeper's timers against a fake registry,
+// not on the CPU, and GOMAXPROCS at a time (the default) on a small
+// machine would run them almost one after the other.
+// TestMain lets the package's tests run side by side beyond GOMAXPROCS:
+// they spend their time waiting out real 3 s session timeouts, not on CPU.
+// An explicit -parallel still wins.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", "16")
+	}
+	os.Exit(m.Run())
+}
 
 // scripted is a registry whose calls fail as a test script says, to drive
 // the Keeper through failures a real registry produces only rarely. End to
@@ -154,6 +173,7 @@ func runKeeper(t *testing.T, cfg Config) (k *Keeper, done <-chan error, cancel f
 }
 
 func TestRegistersAfterTransientFailures(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	s.createFn = func(n int) error {
 		if n <= 3 {
@@ -165,7 +185,36 @@ func TestRegistersAfterTransientFailures(t *testing.T) {
 	waitFor(t, s, "register se4")
 }
 
+// eventsOf returns an OnEvent that passes the Keeper's events on, and the
+// channel they come out of.
+func eventsOf() (func(Event), <-chan Event) {
+	ch := make(chan Event, 100)
+	return func(e Event) {
+		select {
+		case ch <- e:
+		default: // OnEvent must not block; a test never needs this many
+		}
+	}, ch
+}
+
+// nextEvents reads n events, failing after a deadline.
+func nextEvents(t *testing.T, ch <-chan Event, n int) []Event {
+	t.Helper()
+	deadline := time.After(20 * time.Second)
+	var got []Event
+	for len(got) < n {
+		select {
+		case e := <-ch:
+			got = append(got, e)
+		case <-deadline:
+			t.Fatalf("events %v, want %d", got, n)
+		}
+	}
+	return got
+}
+
 func TestRecoversLostSession(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	s.hbFn = func(n int) error {
 		if n == 1 {
@@ -173,25 +222,24 @@ func TestRecoversLostSession(t *testing.T) {
 		}
 		return nil
 	}
-	var mu sync.Mutex
-	var events []Event
+	onEvent, events := eventsOf()
 	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second},
-		OnEvent: func(e Event) { mu.Lock(); events = append(events, e); mu.Unlock() }})
-	waitFor(t, s, "register se1")
-	waitFor(t, s, "heartbeat-failed")
-	waitFor(t, s, "register se2")
-	mu.Lock()
-	defer mu.Unlock()
+		OnEvent: onEvent})
+	got := nextEvents(t, events, 3)
 	want := []Event{EventRegistered, EventSessionLost, EventRegistered}
-	if fmt.Sprint(events) != fmt.Sprint(want) {
-		t.Fatalf("events = %v, want %v", events, want)
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("events = %v, want %v", got, want)
 	}
+	waitFor(t, s, "register se2")
 }
 
 func TestHeartbeatRetriesAtOnceThenKeepsSession(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
+	var failedAt []time.Time // under s.mu, as hbFn runs
 	s.hbFn = func(n int) error {
 		if n == 1 || n == 2 {
+			failedAt = append(failedAt, time.Now())
 			return errDown
 		}
 		return nil
@@ -203,9 +251,15 @@ func TestHeartbeatRetriesAtOnceThenKeepsSession(t *testing.T) {
 	if s.creates != 1 {
 		t.Fatalf("a heartbeat that recovered within the timeout made %d sessions, want 1", s.creates)
 	}
+	// Generous for -race on a loaded machine; a backoff would be 100 ms
+	// at the least.
+	if gap := failedAt[1].Sub(failedAt[0]); gap > 200*time.Millisecond {
+		t.Errorf("the first failed heartbeat was retried after %s, want at once", gap)
+	}
 }
 
 func TestSessionThatSurvivedAnOutageIsKept(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	start := time.Now()
 	s.hbFn = func(n int) error {
@@ -226,6 +280,7 @@ func TestSessionThatSurvivedAnOutageIsKept(t *testing.T) {
 }
 
 func TestSessionLostAfterAnOutageIsReplaced(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	start := time.Now()
 	s.hbFn = func(n int) error {
@@ -243,6 +298,7 @@ func TestSessionLostAfterAnOutageIsReplaced(t *testing.T) {
 }
 
 func TestAbortGivesUpWhenHeartbeatsFailForTwoTimeouts(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	s.hbFn = func(n int) error { return errDown }
 	_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"},
@@ -263,6 +319,7 @@ func TestAbortGivesUpWhenHeartbeatsFailForTwoTimeouts(t *testing.T) {
 }
 
 func TestServiceExistsRetriesUntilFree(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	s.regFn = func(n int) error {
 		if n <= 2 {
@@ -279,24 +336,32 @@ func TestServiceExistsRetriesUntilFree(t *testing.T) {
 	}
 }
 
+// Each rule of giving up with AbortOnFailure, told apart by the attempts
+// it took and the time: a permanent error ends at the first attempt,
+// Retries after that many, and transient errors only after a whole
+// session timeout of trying.
 func TestGivingUp(t *testing.T) {
+	t.Parallel()
+	const ttl = 3 * time.Second
 	tests := []struct {
-		name     string
-		abort    bool
-		retries  int
-		createFn func(int) error
-		wantGave bool
+		name        string
+		retries     int
+		createFn    func(int) error
+		wantCreates int  // 0: as many as fit in the timeout
+		wantTimeout bool // gave up only after ttl of trying
 	}{
-		{name: "permanent error with abort", abort: true, createFn: func(int) error { return permanent("403 forbiddenError") }, wantGave: true},
-		{name: "retries used up with abort", abort: true, retries: 3, createFn: func(int) error { return errDown }, wantGave: true},
-		{name: "one timeout without success with abort", abort: true, createFn: func(int) error { return errDown }, wantGave: true},
+		{name: "permanent error", createFn: func(int) error { return permanent("403 forbiddenError") }, wantCreates: 1},
+		{name: "retries used up", retries: 3, createFn: func(int) error { return errDown }, wantCreates: 3},
+		{name: "one timeout without success", createFn: func(int) error { return errDown }, wantTimeout: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newScripted(3 * time.Second)
+			t.Parallel()
+			s := newScripted(ttl)
 			s.createFn = tt.createFn
+			start := time.Now()
 			_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"},
-				Session: registry.SessionOptions{TTL: 3 * time.Second}, AbortOnFailure: tt.abort, Retries: tt.retries})
+				Session: registry.SessionOptions{TTL: ttl}, AbortOnFailure: true, Retries: tt.retries})
 			select {
 			case err := <-done:
 				if !errors.Is(err, ErrGaveUp) {
@@ -305,11 +370,25 @@ func TestGivingUp(t *testing.T) {
 			case <-time.After(20 * time.Second):
 				t.Fatal("Run did not give up")
 			}
+			took := time.Since(start)
+			s.mu.Lock()
+			creates := s.creates
+			s.mu.Unlock()
+			switch {
+			case tt.wantTimeout && took < ttl:
+				t.Errorf("gave up after %s and %d attempts, before one session timeout (%s) of trying", took, creates, ttl)
+			case !tt.wantTimeout && took >= ttl:
+				t.Errorf("gave up after %s, not before the session timeout (%s)", took, ttl)
+			}
+			if tt.wantCreates != 0 && creates != tt.wantCreates {
+				t.Errorf("gave up after %d attempts, want %d", creates, tt.wantCreates)
+			}
 		})
 	}
 }
 
 func TestWithoutAbortNeverGivesUpOnPermanentErrors(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	s.createFn = func(n int) error {
 		if n <= 3 {
@@ -360,6 +439,7 @@ func processCPU(t *testing.T) time.Duration {
 }
 
 func TestHealthAddsAndRemovesServiceKeepingSession(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	k, _, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, StartUnhealthy: true})
 	waitFor(t, s, "create se1")
@@ -377,6 +457,7 @@ func TestHealthAddsAndRemovesServiceKeepingSession(t *testing.T) {
 }
 
 func TestCloseEndsSession(t *testing.T) {
+	t.Parallel()
 	s := newScripted(3 * time.Second)
 	ctx, cancel := context.WithCancel(context.Background())
 	k := New(Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})

@@ -1,17 +1,19 @@
 // Package signals holds the wrapper's knowledge of Unix signals: which ones
 // it passes on to its child and why, subscribing to them, parsing the names
-// users give (--stop-signal), and the Reaper, the one place in the process
-// that waits for child processes, which also reaps orphaned zombies when
-// the wrapper is PID 1 or a child subreaper.
+// users give (--stop-signal), the Reaper, the one place in the process
+// that starts and waits for child processes, which also reaps orphaned
+// zombies when the wrapper is PID 1 or a child subreaper, and ExitStatus,
+// the one wording of how a process ended.
 //
-// It does not start, signal or stop the child (package supervisor does),
-// and it gives no signal a meaning for the wrapper itself: that TERM also
+// It does not decide how the child is started, signalled or stopped
+// (package supervisor does), and it gives no signal a meaning for the wrapper itself: that TERM also
 // deregisters the service is the supervisor's decision.
 package signals
 
 import (
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 )
 
@@ -19,10 +21,7 @@ import (
 // and the Go runtime: Go cannot catch them, so a kill -34 ends the wrapper
 // by default and cannot be forwarded. The usable real-time range starts at
 // SIGRTMIN+1.
-const (
-	firstForwardedRT = 35
-	lastRT           = 64
-)
+const firstForwardedRT = rtMin + 1
 
 // Forwarded returns the signals the wrapper passes on to its child: every
 // signal a process may be sent on purpose by someone who means the service,
@@ -64,7 +63,12 @@ const (
 //   - KILL STOP: cannot be caught.
 //   - 32..34: cannot be caught by a Go program (see above).
 func Forwarded() []os.Signal {
-	set := []os.Signal{
+	return append(standard(), realtime()...)
+}
+
+// standard is the forwarded signals below the real-time range.
+func standard() []os.Signal {
+	return []os.Signal{
 		syscall.SIGHUP,
 		syscall.SIGINT,
 		syscall.SIGQUIT,
@@ -79,28 +83,20 @@ func Forwarded() []os.Signal {
 		syscall.SIGIO,
 		syscall.SIGPWR,
 	}
-	for n := firstForwardedRT; n <= lastRT; n++ {
-		set = append(set, syscall.Signal(n))
+}
+
+// realtime is SIGRTMIN+1..SIGRTMAX.
+func realtime() []os.Signal {
+	var rt []os.Signal
+	for n := firstForwardedRT; n <= rtMax; n++ {
+		rt = append(rt, syscall.Signal(n))
 	}
-	return set
+	return rt
 }
 
 // IsForwarded reports whether sig is one of Forwarded.
 func IsForwarded(sig os.Signal) bool {
-	s, ok := sig.(syscall.Signal)
-	if !ok {
-		return false
-	}
-	if s >= firstForwardedRT && s <= lastRT {
-		return true
-	}
-	switch s {
-	case syscall.SIGHUP, syscall.SIGINT, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2,
-		syscall.SIGALRM, syscall.SIGTERM, syscall.SIGCONT, syscall.SIGTSTP, syscall.SIGVTALRM,
-		syscall.SIGWINCH, syscall.SIGIO, syscall.SIGPWR:
-		return true
-	}
-	return false
+	return slices.Contains(Forwarded(), sig)
 }
 
 // Subscription delivers the forwarded signals that reach the process.
@@ -137,24 +133,14 @@ func Subscribe() *Subscription {
 		// counts as handled.
 		sink: make(chan os.Signal, 1),
 	}
-	var standard []os.Signal
-	for _, sig := range Forwarded() {
-		if sig.(syscall.Signal) < firstForwardedRT {
-			standard = append(standard, sig)
-		}
-	}
-	signal.Notify(s.ch, standard...)
+	signal.Notify(s.ch, standard()...)
 	signal.Notify(s.sink, syscall.SIGPIPE)
 	return s
 }
 
 // AddRealtime adds SIGRTMIN+1..SIGRTMAX to the subscription.
 func (s *Subscription) AddRealtime() {
-	var rt []os.Signal
-	for n := firstForwardedRT; n <= lastRT; n++ {
-		rt = append(rt, syscall.Signal(n))
-	}
-	signal.Notify(s.ch, rt...)
+	signal.Notify(s.ch, realtime()...)
 }
 
 // C delivers the signals.

@@ -50,7 +50,7 @@ type ReaperOptions struct {
 	// which gets orphans anyway. Close clears the attribute again.
 	Subreaper bool
 	// OnOrphan, if set, is called for every reaped process that was not
-	// started through Start, from the Reaper's goroutine. It must not block
+	// started through StartProcess, from the Reaper's goroutine. It must not block
 	// and must not call the Reaper.
 	OnOrphan func(pid int, status syscall.WaitStatus)
 }
@@ -63,8 +63,8 @@ type ReaperOptions struct {
 //   - When the process is PID 1 or a subreaper, orphans are re-parented to
 //     it and become its zombies. The Reaper then collects every exited
 //     child with wait4(-1, WNOHANG|__WALL) until none is left, hands the
-//     statuses of the processes started through Start to their waiters,
-//     and discards the rest. From then on nothing else in the process may
+//     statuses of the processes started through StartProcess to their
+//     waiters, and discards the rest. From then on nothing else in the process may
 //     wait for a child: exec.Cmd.Wait, Run and Output would fail or lose
 //     the status. Start every child through the Reaper.
 //   - Otherwise no orphan can become this process's child, and the Reaper
@@ -72,8 +72,8 @@ type ReaperOptions struct {
 //     the process (tests, for instance) may still run commands with
 //     exec.Cmd.
 //
-// Start holds the Reaper's lock across the fork, so that a child that exits
-// at once cannot be reaped as an orphan before its pid is known.
+// StartProcess holds the Reaper's lock across the fork, so that a child
+// that exits at once cannot be reaped as an orphan before its pid is known.
 //
 // A Reaper is safe for concurrent use. Create one per process.
 type Reaper struct {
@@ -129,33 +129,32 @@ func isSubreaper() bool {
 // process (PID 1 or subreaper) rather than only those it started.
 func (r *Reaper) ReapsOrphans() bool { return r.reapAll }
 
-// Start runs start, which must start exactly one child process and return
-// its pid, and registers that pid. The returned channel receives the
-// child's WaitResult once, when it has exited and been reaped. Start holds
-// the Reaper's lock while start runs, so start must not call the Reaper.
-func (r *Reaper) Start(start func() (pid int, err error)) (<-chan WaitResult, error) {
+// StartProcess starts a process as os.StartProcess does and registers it:
+// the returned channel receives its WaitResult once, when it has exited
+// and been reaped. The Reaper is the only one to wait for it: the caller
+// may signal the process, and should Release it when done, but must never
+// call its Wait. The lock is held across the fork, so that a process that
+// exits at once cannot be reaped as an orphan before its pid is known.
+// Errors of os.StartProcess are returned as they are.
+func (r *Reaper) StartProcess(path string, argv []string, attr *os.ProcAttr) (*os.Process, <-chan WaitResult, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return nil, fmt.Errorf("start a child: %w", ErrReaperClosed)
+		return nil, nil, fmt.Errorf("start %s: %w", path, ErrReaperClosed)
 	}
-	pid, err := start()
+	p, err := os.StartProcess(path, argv, attr)
 	if err != nil {
-		return nil, err
-	}
-	if pid <= 0 {
-		// wait4 would take it as "any child" or a process group.
-		return nil, fmt.Errorf("start a child: invalid pid %d", pid)
+		return nil, nil, err
 	}
 	ch := make(chan WaitResult, 1)
-	r.waiting[pid] = ch
+	r.waiting[p.Pid] = ch
 	// A SIGCHLD for this pid may already have been consumed by a pass that
 	// did not know it yet.
 	select {
 	case r.kick <- struct{}{}:
 	default:
 	}
-	return ch, nil
+	return p, ch, nil
 }
 
 // Close stops the Reaper, hands ErrReaperClosed to every process still

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 )
 
 // helperEnv makes the test binary run one helper in a process of its own
@@ -32,16 +33,12 @@ func TestMain(m *testing.M) {
 }
 
 func startCommand(r *Reaper, argv ...string) (int, <-chan WaitResult, error) {
-	var pid int
-	ch, err := r.Start(func() (int, error) {
-		p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Files: []*os.File{nil, os.Stderr, os.Stderr}})
-		if err != nil {
-			return 0, err
-		}
-		pid = p.Pid
-		return pid, p.Release()
-	})
-	return pid, ch, err
+	p, ch, err := r.StartProcess(argv[0], argv, &os.ProcAttr{Files: []*os.File{nil, os.Stderr, os.Stderr}})
+	if err != nil {
+		return 0, nil, err
+	}
+	pid := p.Pid // Release sets p.Pid to -1
+	return pid, ch, p.Release()
 }
 
 func waitResult(t *testing.T, ch <-chan WaitResult) WaitResult {
@@ -137,6 +134,9 @@ func TestReaperCloseReleasesWaiters(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if pid <= 0 {
+		t.Fatalf("started pid %d", pid) // kill(2) would take it for a group, or everyone
+	}
 	t.Cleanup(func() {
 		_ = syscall.Kill(pid, syscall.SIGKILL)
 		var ws syscall.WaitStatus
@@ -154,10 +154,7 @@ func TestReaperCloseReleasesWaiters(t *testing.T) {
 }
 
 func TestSubreaperReapsOrphans(t *testing.T) {
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	// Without atexit_sleep_ms=0 every -race binary idles a second at exit.
-	cmd.Env = append(os.Environ(), helperEnv+"=subreaper", "GORACE=atexit_sleep_ms=0")
-	out, err := cmd.CombinedOutput()
+	out, err := proctest.HelperCommand(t, helperEnv, "subreaper").CombinedOutput()
 	if err != nil {
 		t.Fatalf("subreaper helper: %v\n%s", err, out)
 	}
@@ -193,18 +190,12 @@ func subreaperHelper() int {
 		return fail("%v", err)
 	}
 	argv := []string{"/bin/sh", "-c", "for i in 1 2 3; do sleep 0.2 & echo $!; done; exit 3"}
-	ch, err := r.Start(func() (int, error) {
-		p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{Files: []*os.File{nil, pw, os.Stderr}})
-		if err != nil {
-			return 0, err
-		}
-		pid := p.Pid
-		return pid, p.Release()
-	})
+	p, ch, err := r.StartProcess(argv[0], argv, &os.ProcAttr{Files: []*os.File{nil, pw, os.Stderr}})
 	pw.Close()
 	if err != nil {
 		return fail("start: %v", err)
 	}
+	_ = p.Release()
 	var orphans []int
 	lines := bufio.NewScanner(pr)
 	for lines.Scan() {
@@ -231,10 +222,7 @@ func subreaperHelper() int {
 			all = all && reaped[pid]
 		}
 		mu.Unlock()
-		z, err := zombiesOf(os.Getpid())
-		if err != nil {
-			return fail("%v", err)
-		}
+		z := proctest.Zombies(os.Getpid())
 		if all && len(z) == 0 {
 			fmt.Printf("orphans %v reaped, no zombies, %v after the main child exited\n", orphans, time.Since(exitedAt))
 			return 0
@@ -244,32 +232,4 @@ func subreaperHelper() int {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// zombiesOf lists the zombie children of ppid from /proc.
-func zombiesOf(ppid int) ([]int, error) {
-	stats, err := filepath.Glob("/proc/[0-9]*/stat")
-	if err != nil {
-		return nil, err
-	}
-	var z []int
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		// pid (comm) state ppid ...; comm may hold spaces and parentheses.
-		s := string(b)
-		i := strings.LastIndexByte(s, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(s[i+1:])
-		if len(f) < 2 || f[0] != "Z" || f[1] != strconv.Itoa(ppid) {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.Fields(s)[0])
-		z = append(z, pid)
-	}
-	return z, nil
 }

@@ -54,7 +54,7 @@ type Child struct {
 	parentPgrp int
 
 	done   chan struct{}
-	status ExitStatus // written once before done is closed
+	status signals.ExitStatus // written once before done is closed
 }
 
 // StartChild starts the child described by spec through the reaper, which
@@ -116,21 +116,14 @@ func StartChild(spec ChildSpec, reaper *signals.Reaper) (*Child, error) {
 		Files: []*os.File{stdin, stdout, stderr},
 		Sys:   sys,
 	}
-	exited, err := reaper.Start(func() (int, error) {
-		p, err := os.StartProcess(path, spec.Argv, attr)
-		if err != nil {
-			return 0, err
-		}
-		c.proc = p
-		return p.Pid, nil
-	})
+	proc, exited, err := reaper.StartProcess(path, spec.Argv, attr)
 	if err != nil {
 		if errors.Is(err, signals.ErrReaperClosed) {
 			return nil, err
 		}
 		return nil, classifyExecError(name, path, err)
 	}
-	c.pid = c.proc.Pid
+	c.proc, c.pid = proc, proc.Pid
 	if c.ttyFd >= 0 {
 		signal.Ignore(syscall.SIGTTIN, syscall.SIGTTOU)
 	}
@@ -159,12 +152,7 @@ func foregroundTerminal(f *os.File) (fd, pgrp int, ok bool) {
 }
 
 func (c *Child) await(exited <-chan signals.WaitResult) {
-	res := <-exited
-	if res.Err != nil {
-		c.status = ExitStatus{Code: exitUnknown, Err: res.Err}
-	} else {
-		c.status = StatusFromWait(res.Status)
-	}
+	c.status = (<-exited).ExitStatus()
 	if c.ttyFd >= 0 {
 		// Best effort: the terminal may be gone, or already taken by
 		// someone else, whom we must not rob.
@@ -190,12 +178,12 @@ func (c *Child) Done() <-chan struct{} { return c.done }
 
 // ExitStatus returns how the child ended, and false while it is still
 // running.
-func (c *Child) ExitStatus() (ExitStatus, bool) {
+func (c *Child) ExitStatus() (signals.ExitStatus, bool) {
 	select {
 	case <-c.done:
 		return c.status, true
 	default:
-		return ExitStatus{}, false
+		return signals.ExitStatus{}, false
 	}
 }
 

@@ -12,32 +12,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 	"golang.org/x/sys/unix"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
+	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
 
-// helperCommand runs this test binary as helper h. GORACE spares the
-// second every -race binary otherwise idles at exit.
-func helperCommand(h string, argv ...string) *exec.Cmd {
-	if len(argv) == 0 {
-		argv = []string{os.Args[0], "-test.run=^$"}
-	}
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Env = append(os.Environ(), helperEnv+"="+h, fakeprocEnv+"="+fakeproc, "GORACE=atexit_sleep_ms=0")
+// helperCommand runs this test binary as helper h, with the path of
+// fakeproc.
+func helperCommand(t *testing.T, h string) *exec.Cmd {
+	t.Helper()
+	cmd := proctest.HelperCommand(t, helperEnv, h)
+	cmd.Env = append(cmd.Env, fakeprocEnv+"="+fakeproc)
 	return cmd
 }
 
 func runHelper(h string) int {
 	var err error
 	switch h {
-	case "subreaper":
-		err = reapOrphansHelper(true)
 	case "pid1":
-		if os.Getpid() != 1 {
-			err = fmt.Errorf("pid is %d, not 1", os.Getpid())
-			break
-		}
-		err = reapOrphansHelper(false)
+		err = pid1Helper()
 	case "tty":
 		err = terminalHelper()
 	default:
@@ -50,23 +44,17 @@ func runHelper(h string) int {
 	return 0
 }
 
-func TestSubreaperReapsOrphansAndReportsTheChild(t *testing.T) {
-	out, err := helperCommand("subreaper").CombinedOutput()
-	if err != nil {
-		t.Fatalf("helper: %v\n%s", err, out)
-	}
-	t.Logf("helper:\n%s", out)
-}
-
-// The lead tests this end to end with the real wrapper; here the Reaper
-// alone, as PID 1 of a new PID namespace, where it must reap without being
-// asked to be a subreaper.
+// The wrapper as PID 1 of a new PID namespace must reap orphans without
+// being asked to be a subreaper. (A subreaper is tested in package
+// signals, and end to end with --subreaper in cmd/sr-wrapper.)
 func TestReaperAsPID1(t *testing.T) {
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
 		t.Skip("no unshare(1)")
 	}
-	cmd := helperCommand("pid1", unshare, "--pid", "--fork", "--mount-proc", os.Args[0], "-test.run=^$")
+	cmd := helperCommand(t, "pid1")
+	cmd.Path = unshare
+	cmd.Args = append([]string{unshare, "--pid", "--fork", "--mount-proc"}, cmd.Args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil && strings.HasPrefix(string(out), "unshare:") {
 		t.Skipf("cannot make a PID namespace here: %s", out)
@@ -77,13 +65,16 @@ func TestReaperAsPID1(t *testing.T) {
 	t.Logf("helper:\n%s", out)
 }
 
-// reapOrphansHelper runs fakeproc --orphans and checks that the main
-// child's status comes through, that every orphan was reaped here, and that
-// no zombie is left.
-func reapOrphansHelper(subreaper bool) error {
+// pid1Helper runs fakeproc --orphans and checks that the main child's
+// status comes through, that every orphan was reaped here, and that no
+// zombie is left.
+func pid1Helper() error {
+	if os.Getpid() != 1 {
+		return fmt.Errorf("pid is %d, not 1", os.Getpid())
+	}
 	var mu sync.Mutex
 	reaped := map[int]bool{}
-	r, err := signals.NewReaper(signals.ReaperOptions{Subreaper: subreaper, OnOrphan: func(pid int, _ syscall.WaitStatus) {
+	r, err := signals.NewReaper(signals.ReaperOptions{OnOrphan: func(pid int, _ syscall.WaitStatus) {
 		mu.Lock()
 		reaped[pid] = true
 		mu.Unlock()
@@ -93,7 +84,7 @@ func reapOrphansHelper(subreaper bool) error {
 	}
 	defer r.Close()
 	if !r.ReapsOrphans() {
-		return fmt.Errorf("reaper (pid %d, subreaper %v) does not reap orphans", os.Getpid(), subreaper)
+		return fmt.Errorf("the reaper of PID 1 does not reap orphans")
 	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -123,8 +114,8 @@ func reapOrphansHelper(subreaper bool) error {
 	case <-time.After(waitLimit):
 		return fmt.Errorf("no exit status for the main child")
 	}
-	if st, _ := c.ExitStatus(); st.Code != 7 || st.String() != "exited with code 7" {
-		return fmt.Errorf("main child: %s, want exited with code 7", st)
+	if st, _ := c.ExitStatus(); st.Code != 7 || st.String() != "exited with status 7" {
+		return fmt.Errorf("main child: %s, want exited with status 7", st)
 	}
 	deadline := time.Now().Add(waitLimit)
 	for {
@@ -134,9 +125,9 @@ func reapOrphansHelper(subreaper bool) error {
 			all = all && reaped[pid]
 		}
 		mu.Unlock()
-		z := zombiesOf(os.Getpid())
+		z := proctest.Zombies(os.Getpid())
 		if all && len(z) == 0 {
-			fmt.Printf("pid %d: main child exited with code 7; orphans %v reaped; no zombies\n", os.Getpid(), orphans)
+			fmt.Printf("pid %d: main child exited with status 7; orphans %v reaped; no zombies\n", os.Getpid(), orphans)
 			return nil
 		}
 		if time.Now().After(deadline) {
@@ -167,7 +158,7 @@ func TestTerminalIsHandedToTheChildAndTakenBack(t *testing.T) {
 	}
 	defer tty.Close()
 
-	cmd := helperCommand("tty")
+	cmd := helperCommand(t, "tty")
 	cmd.Stdin = tty
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
 	out, err := cmd.CombinedOutput()

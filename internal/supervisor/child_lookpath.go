@@ -18,6 +18,12 @@ var (
 	ErrNotExecutable   = errors.New("not executable")
 )
 
+// Exit codes the wrapper uses for a child that never ran, as shells do.
+const (
+	ExitNotFound      = 127 // the command was not found
+	ExitNotExecutable = 126 // found, but could not be executed
+)
+
 // defaultPath is searched when the child's environment has no PATH: the
 // path systemd and Docker give a service.
 const defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

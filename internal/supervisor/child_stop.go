@@ -21,7 +21,7 @@ type StopResult struct {
 	Killed bool
 	// Exited is set when the child has exited; Status is then valid.
 	Exited bool
-	Status ExitStatus
+	Status signals.ExitStatus
 	// Waited is the time from the stop signal to the child's exit (or to
 	// the return, when it did not exit).
 	Waited time.Duration

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
 
@@ -135,7 +136,7 @@ func expect(t *testing.T, lines <-chan string, want string) (skipped []string, l
 	}
 }
 
-func waitDone(t *testing.T, c *Child) ExitStatus {
+func waitDone(t *testing.T, c *Child) signals.ExitStatus {
 	t.Helper()
 	select {
 	case <-c.Done():
@@ -157,14 +158,14 @@ func TestChildExitStatusMatrix(t *testing.T) {
 		code int
 		desc string
 	}{
-		{"exit 0", []string{"--exit", "0"}, 0, "exited with code 0"},
-		{"exit 1", []string{"--exit", "1"}, 1, "exited with code 1"},
-		{"exit 3", []string{"--exit", "3"}, 3, "exited with code 3"},
-		{"exit 255", []string{"--exit", "255"}, 255, "exited with code 255"},
-		{"killed by SIGTERM", []string{"--kill-self", "TERM"}, 128 + 15, "killed by signal 15 (terminated)"},
-		{"killed by SIGKILL", []string{"--kill-self", "KILL"}, 128 + 9, "killed by signal 9 (killed)"},
-		{"killed by SIGSEGV", []string{"--kill-self", "SEGV"}, 128 + 11, "killed by signal 11 (segmentation fault)"},
-		{"killed by SIGABRT", []string{"--kill-self", "ABRT"}, 128 + 6, "killed by signal 6 (aborted)"},
+		{"exit 0", []string{"--exit", "0"}, 0, "exited with status 0"},
+		{"exit 1", []string{"--exit", "1"}, 1, "exited with status 1"},
+		{"exit 3", []string{"--exit", "3"}, 3, "exited with status 3"},
+		{"exit 255", []string{"--exit", "255"}, 255, "exited with status 255"},
+		{"killed by SIGTERM", []string{"--kill-self", "TERM"}, 128 + 15, "killed by SIGTERM"},
+		{"killed by SIGKILL", []string{"--kill-self", "KILL"}, 128 + 9, "killed by SIGKILL"},
+		{"killed by SIGSEGV", []string{"--kill-self", "SEGV"}, 128 + 11, "killed by SIGSEGV"},
+		{"killed by SIGABRT", []string{"--kill-self", "ABRT"}, 128 + 6, "killed by SIGABRT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,31 +195,6 @@ func TestChildKilledBySignalExits128PlusN(t *testing.T) {
 				t.Errorf("status = %+v (%s), want code %d", st, st, 128+int(sig))
 			}
 		})
-	}
-}
-
-func TestStatusFromWait(t *testing.T) {
-	tests := []struct {
-		ws   syscall.WaitStatus
-		want ExitStatus
-		desc string
-	}{
-		{0, ExitStatus{Code: 0}, "exited with code 0"},
-		{3 << 8, ExitStatus{Code: 3}, "exited with code 3"},
-		{255 << 8, ExitStatus{Code: 255}, "exited with code 255"},
-		{15, ExitStatus{Code: 143, Signal: syscall.SIGTERM}, "killed by signal 15 (terminated)"},
-		{0x80 | 11, ExitStatus{Code: 139, Signal: syscall.SIGSEGV, CoreDumped: true}, "killed by signal 11 (segmentation fault), core dumped"},
-		{37, ExitStatus{Code: 165, Signal: 37}, "killed by signal 37 (signal 37)"},
-	}
-	for _, tt := range tests {
-		got := StatusFromWait(tt.ws)
-		if got != tt.want || got.String() != tt.desc {
-			t.Errorf("StatusFromWait(%#x) = %+v %q, want %+v %q", uint32(tt.ws), got, got, tt.want, tt.desc)
-		}
-	}
-	// Stopped: never requested, but must not pass for a success.
-	if got := StatusFromWait(0x137f); got.Err == nil || got.Code == 0 {
-		t.Errorf("stopped status gave %+v", got)
 	}
 }
 
@@ -424,7 +400,7 @@ func TestStopChildKillsTheWholeGroupAfterTheTimeout(t *testing.T) {
 				t.Errorf("killed after %v, before the timeout %v", res.Waited, timeout)
 			}
 			expect(t, lines, "trapped SIGTERM")
-			waitGone(t, grandchild)
+			proctest.WaitDead(t, waitLimit, grandchild)
 		})
 	}
 }
@@ -440,7 +416,7 @@ func TestStopChildWakesAStoppedChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(waitLimit)
-	for state, _ := procState(c.Pid()); state != "T"; state, _ = procState(c.Pid()) {
+	for state, _, _ := proctest.Stat(c.Pid()); state != 'T'; state, _, _ = proctest.Stat(c.Pid()) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child never stopped (state %q)", state)
 		}
@@ -487,56 +463,4 @@ func TestStopChildWithZeroTimeoutKillsAtOnce(t *testing.T) {
 	if err != nil || !res.Killed || res.Status.Code != 137 {
 		t.Errorf("StopChild = %+v, %v; want killed, code 137", res, err)
 	}
-}
-
-// procState returns the state letter of pid from /proc, and false when the
-// process no longer exists.
-func procState(pid int) (string, bool) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return "", false
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-	if len(f) == 0 {
-		return "", false
-	}
-	return f[0], true
-}
-
-// waitGone waits until pid has died: gone, or a zombie of whichever
-// process it was re-parented to.
-func waitGone(t *testing.T, pid int) {
-	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for {
-		state, ok := procState(pid)
-		if !ok || state == "Z" {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("process %d still alive (state %s)", pid, state)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
-// zombiesOf lists the zombie children of ppid from /proc.
-func zombiesOf(ppid int) []int {
-	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
-	var z []int
-	for _, p := range stats {
-		b, err := os.ReadFile(p)
-		if err != nil {
-			continue // gone meanwhile
-		}
-		s := string(b)
-		f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(f) < 2 || f[0] != "Z" || f[1] != strconv.Itoa(ppid) {
-			continue
-		}
-		pid, _ := strconv.Atoi(strings.Fields(s)[0])
-		z = append(z, pid)
-	}
-	return z
 }

@@ -81,6 +81,25 @@ const (
 	defaultDeregisterTimeout = 3 * time.Second
 )
 
+// phase is how far a run has come on its way out. It only moves forward;
+// the child's exit ends the run in any phase.
+type phase int
+
+const (
+	// running: nothing has asked the child to stop.
+	running phase = iota
+	// awaitingDrain: stopping with a drain delay, whose timer starts only
+	// once deregistration has ended, so that a slow registry cannot let
+	// the signal reach the child while clients are still sent to it.
+	awaitingDrain
+	// draining: deregistered; drainTimer runs until the child is asked
+	// to stop.
+	draining
+	// stopSent: the child has been asked to stop (and is killed after the
+	// stop timeout).
+	stopSent
+)
+
 // run is the state of one Run: everything is owned by the loop goroutine,
 // so the lifecycle needs no locks (tini's shape, in Go).
 type run struct {
@@ -91,20 +110,14 @@ type run struct {
 	regCancel context.CancelFunc
 	regDone   chan error // Registration.Run's result; nil once received
 
-	deregStarted bool
 	deregSession string     // the session being ended, for the log line
 	deregDone    chan error // Close's result
 
-	stopping   bool
+	phase      phase
+	stopSignal syscall.Signal // for the child, once stopping
+	drainTimer *time.Timer    // set while draining
 	stopDone   chan StopResult
-	stopSent   bool
-	stopSignal syscall.Signal
-	drainTimer *time.Timer
-	// drainPending: stopping with a drain delay, whose timer starts only
-	// once deregistration has ended, so that a slow registry cannot let
-	// the signal reach the child while clients are still sent to it.
-	drainPending bool
-	aborted      bool
+	aborted    bool
 
 	companionsCancel context.CancelFunc
 	companions       sync.WaitGroup
@@ -142,7 +155,7 @@ func (r *run) run(ctx context.Context) int {
 	reaper, err := signals.NewReaper(signals.ReaperOptions{
 		Subreaper: r.cfg.Subreaper,
 		OnOrphan: func(pid int, ws syscall.WaitStatus) {
-			r.log.Debug("reaped orphan", zap.Int("pid", pid), zap.Stringer("status", StatusFromWait(ws)))
+			r.log.Debug("reaped orphan", zap.Int("pid", pid), zap.Stringer("status", signals.StatusFromWait(ws)))
 		},
 	})
 	if err != nil {
@@ -206,8 +219,9 @@ func (r *run) run(ctx context.Context) int {
 			r.l().Info("asked to stop")
 			r.beginStop(syscall.SIGTERM)
 		case err := <-r.regDone:
+			// Still running: stopping hands regDone to startDeregister.
 			r.regDone = nil
-			if err != nil && !r.stopping {
+			if err != nil {
 				r.l().Error("registration failed for good; stopping the child (--abort-on-failure)", zap.Error(err))
 				r.aborted = true
 				r.beginStop(r.cfg.StopSignal)
@@ -215,7 +229,7 @@ func (r *run) run(ctx context.Context) int {
 		case err := <-r.deregDone:
 			r.deregDone = nil
 			r.logDeregistered(err)
-			if r.drainPending {
+			if r.phase == awaitingDrain {
 				r.startDrain()
 			}
 		case <-drain:
@@ -238,23 +252,24 @@ func isStopSignal(sig os.Signal) bool {
 
 func (r *run) onSignal(sig os.Signal) {
 	s, _ := sig.(syscall.Signal)
-	if isStopSignal(sig) && !r.stopping {
+	switch {
+	case !isStopSignal(sig):
+		r.forward(s)
+	case r.phase == running:
 		r.l().Info("received stop signal", zap.String("signal", signals.Name(s)))
 		r.beginStop(s)
-		return
-	}
-	if isStopSignal(sig) && (r.drainTimer != nil || r.drainPending) {
+	case r.phase == awaitingDrain || r.phase == draining:
 		// A second stop signal while draining means "now".
 		r.l().Info("second stop signal while draining; stopping the child now", zap.String("signal", signals.Name(s)))
 		if r.drainTimer != nil {
 			r.drainTimer.Stop()
 			r.drainTimer = nil
 		}
-		r.drainPending = false
 		r.sendStop()
-		return
+	default:
+		// Already asked to stop: the child may want to hear it again.
+		r.forward(s)
 	}
-	r.forward(s)
 }
 
 // l names the current session on a line, as every line of the wrapper
@@ -276,9 +291,12 @@ func (r *run) forward(s syscall.Signal) {
 
 // beginStop deregisters and asks the child to stop: in parallel, or with a
 // drain delay first deregistration, then the wait, then the signal. sig is
-// what the wrapper received; TERM becomes the configured stop signal.
+// what the wrapper received; TERM becomes the configured stop signal. Only
+// the first call does anything: the run is stopping from then on.
 func (r *run) beginStop(sig syscall.Signal) {
-	r.stopping = true
+	if r.phase != running {
+		return
+	}
 	// A health check passing during the drain must not bring the service
 	// back.
 	r.companionsCancel()
@@ -293,10 +311,7 @@ func (r *run) beginStop(sig syscall.Signal) {
 	if r.cfg.DrainDelay > 0 && !r.aborted {
 		// The delay counts from the end of deregistration, not from now
 		// (design: deregister, wait D, then forward).
-		r.drainPending = true
-		if r.deregDone == nil {
-			r.startDrain() // deregistration already over
-		}
+		r.phase = awaitingDrain
 		return
 	}
 	r.sendStop()
@@ -305,7 +320,7 @@ func (r *run) beginStop(sig syscall.Signal) {
 // startDrain starts the drain delay once the service is out of the
 // registry.
 func (r *run) startDrain() {
-	r.drainPending = false
+	r.phase = draining
 	r.drainTimer = time.NewTimer(r.cfg.DrainDelay)
 	r.l().Info("draining before the child is asked to stop", zap.Duration("drain_delay", r.cfg.DrainDelay))
 }
@@ -313,10 +328,7 @@ func (r *run) startDrain() {
 // sendStop sends the stop signal and escalates to SIGKILL after the stop
 // timeout, in the background so that the loop keeps forwarding signals.
 func (r *run) sendStop() {
-	if r.stopSent {
-		return
-	}
-	r.stopSent = true
+	r.phase = stopSent
 	sig := r.stopSignal
 	r.l().Info("asking the child to stop", zap.String("signal", signals.Name(sig)), zap.Duration("stop_timeout", r.cfg.StopTimeout))
 	stopDone := make(chan StopResult, 1)
@@ -333,12 +345,9 @@ func (r *run) sendStop() {
 }
 
 // startDeregister stops the registration and ends the session, in the
-// background.
+// background. It is called once: when stopping begins, or when the child
+// exits while the run is still running.
 func (r *run) startDeregister() {
-	if r.deregStarted {
-		return
-	}
-	r.deregStarted = true
 	r.deregSession = r.cfg.Registration.SessionID()
 	r.regCancel()
 	deregDone := make(chan error, 1)
@@ -380,14 +389,16 @@ func (r *run) logStopResult(res StopResult) {
 func (r *run) finish() int {
 	status, _ := r.child.ExitStatus()
 	r.l().Info("child exited", zap.Int("pid", r.child.Pid()), zap.Stringer("status", status), zap.Int("exit_code", status.Code))
-	if !r.stopping && r.cfg.Hooks.Stopping != nil {
-		r.cfg.Hooks.Stopping()
-	}
+	r.companionsCancel()
 	if r.drainTimer != nil {
 		r.drainTimer.Stop()
 	}
-	r.companionsCancel()
-	r.startDeregister()
+	if r.phase == running {
+		if r.cfg.Hooks.Stopping != nil {
+			r.cfg.Hooks.Stopping()
+		}
+		r.startDeregister()
+	}
 	if r.stopDone != nil {
 		// StopChild returns as soon as the child has exited, and only
 		// then: without this wait the child's exit always won the race

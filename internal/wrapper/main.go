@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
@@ -72,8 +73,12 @@ func findEtcdWrapper(executable func() (string, error), argv0 string) (string, e
 		dirs = append(dirs, filepath.Dir(argv0))
 	}
 	for _, dir := range dirs {
+		// With a slash, LookPath checks that file alone, not PATH.
 		p := filepath.Join(dir, EtcdBinary)
-		if isExecutable(p) {
+		if !strings.Contains(p, "/") {
+			p = "./" + p
+		}
+		if _, err := exec.LookPath(p); err == nil {
 			return p, nil
 		}
 	}
@@ -85,9 +90,4 @@ func findEtcdWrapper(executable func() (string, error), argv0 string) (string, e
 		where = fmt.Sprintf("next to %s or in PATH", dirs[0])
 	}
 	return "", fmt.Errorf("the etcd backend is in %s, which is not installed %s", EtcdBinary, where)
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0
 }

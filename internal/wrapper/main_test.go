@@ -50,6 +50,13 @@ func TestFindEtcdWrapper(t *testing.T) {
 			}
 		})
 	}
+	t.Run("next to argv0 in the working directory", func(t *testing.T) {
+		t.Chdir(withEtcd)
+		got, err := findEtcdWrapper(noProc, "./sr-wrapper")
+		if err != nil || got != "./"+EtcdBinary {
+			t.Fatalf("findEtcdWrapper = %q, %v; want ./%s, not a PATH lookup", got, err, EtcdBinary)
+		}
+	})
 	t.Run("in PATH", func(t *testing.T) {
 		t.Setenv("PATH", withEtcd)
 		got, err := findEtcdWrapper(exe(empty), "sr-wrapper")

@@ -32,7 +32,8 @@ func (r *readiness) report(err error) {
 	}
 }
 
-// started arms the fallback when there is one.
+// started arms the fallback, under systemd only: there is no one else to
+// tell.
 func (r *readiness) started(fallbackAfter time.Duration) {
 	if r.n == nil || fallbackAfter <= 0 {
 		return
@@ -46,9 +47,6 @@ func (r *readiness) started(fallbackAfter time.Duration) {
 
 // event follows the Keeper.
 func (r *readiness) event(e heartbeat.Event) {
-	if r.n == nil {
-		return
-	}
 	switch e {
 	case heartbeat.EventRegistered:
 		first := false

@@ -71,9 +71,10 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		Logger:         log,
 		OnEvent:        ready.event,
 	})
+	env := childEnv(os.Environ(), cfg.Service.ID)
 	var companions []supervisor.Companion
 	if cfg.Check != nil {
-		companions = append(companions, healthCheck(cfg.Check, childEnv(os.Environ(), cfg.Service.ID), keeper, svcLog))
+		companions = append(companions, healthCheck(cfg.Check, env, keeper, svcLog))
 	}
 	fallback := cfg.TTL
 	if cfg.AbortOnFailure {
@@ -83,7 +84,7 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 	return supervisor.Run(ctx, supervisor.Config{
 		Child: supervisor.ChildSpec{
 			Argv: cfg.Command,
-			Env:  childEnv(os.Environ(), cfg.Service.ID),
+			Env:  env,
 		},
 		Registration:  keeper,
 		StopSignal:    cfg.StopSignal,

@@ -493,10 +493,4 @@ func listReply[T any](c *call, values []T, p page, next string) {
 }
 
 // truncate keeps echoed client input short.
-func truncate(s string) string {
-	const max = 80
-	if len(s) <= max {
-		return s
-	}
-	return strings.ToValidUTF8(s[:max], "") + "…"
-}
+func truncate(s string) string { return api.Truncate(s, 80) }

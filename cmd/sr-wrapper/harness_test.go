@@ -1,13 +1,11 @@
 package main_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,8 +25,10 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
-	"github.com/sr-wrapper/sr-wrapper/internal/faultproxy"
+	"github.com/sr-wrapper/sr-wrapper/internal/linetest"
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
+	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
 
 // Bounds of the waits. Generous: they only matter when something is wrong,
@@ -43,13 +43,20 @@ const (
 // so that expiry and recovery take seconds.
 const ttl = 3 * time.Second
 
-// line is one line a process wrote, with the moment the test read it.
+// line is one line a process wrote, with its JSON log entry decoded.
 type line struct {
-	Index int
-	Text  string
-	At    time.Time
+	linetest.Line
 	// Log is the line decoded as a JSON log entry, nil for other lines.
 	Log map[string]any
+}
+
+func decodeLine(l linetest.Line) line {
+	d := line{Line: l}
+	var entry map[string]any
+	if strings.HasPrefix(l.Text, "{") && json.Unmarshal([]byte(l.Text), &entry) == nil {
+		d.Log = entry
+	}
+	return d
 }
 
 // Msg is the log entry's message, "" for a line that is not a log entry.
@@ -78,117 +85,29 @@ func (l line) TS() time.Time {
 	return ts
 }
 
-// stream collects the lines of one pipe as they arrive and lets the test
-// wait for one that matches.
-type stream struct {
-	mu      sync.Mutex
-	lines   []line
-	changed chan struct{} // closed and replaced when lines grow or at EOF
-	eof     bool
-}
-
-func newStream(r io.Reader) *stream {
-	s := &stream{changed: make(chan struct{})}
-	go s.read(r)
-	return s
-}
-
-func (s *stream) read(r io.Reader) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 8<<20)
-	for sc.Scan() {
-		l := line{Text: sc.Text(), At: time.Now()}
-		var entry map[string]any
-		if strings.HasPrefix(l.Text, "{") && json.Unmarshal([]byte(l.Text), &entry) == nil {
-			l.Log = entry
-		}
-		s.mu.Lock()
-		l.Index = len(s.lines)
-		s.lines = append(s.lines, l)
-		close(s.changed)
-		s.changed = make(chan struct{})
-		s.mu.Unlock()
-	}
-	s.mu.Lock()
-	s.eof = true
-	close(s.changed)
-	s.changed = make(chan struct{})
-	s.mu.Unlock()
-}
+// stream is the lines of one pipe, matched as decoded lines.
+type stream struct{ *linetest.Lines }
 
 // waitFrom returns the first line at or after index from that matches,
-// waiting up to timeout; false when it timed out or the pipe closed first.
-func (s *stream) waitFrom(from int, timeout time.Duration, match func(line) bool) (line, bool) {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	next := from
-	for {
-		s.mu.Lock()
-		for ; next < len(s.lines); next++ {
-			if match(s.lines[next]) {
-				l := s.lines[next]
-				s.mu.Unlock()
-				return l, true
-			}
-		}
-		ch, eof := s.changed, s.eof
-		s.mu.Unlock()
-		if eof {
-			return line{}, false
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			return line{}, false
-		}
+// waiting up to timeout; the error says whether it timed out or the pipe
+// closed first.
+func (s stream) waitFrom(from int, timeout time.Duration, match func(line) bool) (line, error) {
+	l, err := s.WaitFrom(from, timeout, func(l linetest.Line) bool { return match(decodeLine(l)) })
+	if err != nil {
+		return line{}, err
 	}
-}
-
-// waitEOF waits until every writer of the pipe has closed it.
-func (s *stream) waitEOF(timeout time.Duration) bool {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		s.mu.Lock()
-		ch, eof := s.changed, s.eof
-		s.mu.Unlock()
-		if eof {
-			return true
-		}
-		select {
-		case <-ch:
-		case <-timer.C:
-			return false
-		}
-	}
+	return decodeLine(l), nil
 }
 
 // all returns the lines read so far that match (all of them for nil).
-func (s *stream) all(match func(line) bool) []line {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+func (s stream) all(match func(line) bool) []line {
 	var out []line
-	for _, l := range s.lines {
-		if match == nil || match(l) {
-			out = append(out, l)
+	for _, l := range s.All(nil) {
+		if d := decodeLine(l); match == nil || match(d) {
+			out = append(out, d)
 		}
 	}
 	return out
-}
-
-func (s *stream) len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.lines)
-}
-
-func (s *stream) String() string {
-	var b strings.Builder
-	for _, l := range s.all(nil) {
-		b.WriteString(l.Text)
-		b.WriteByte('\n')
-	}
-	return b.String()
 }
 
 // Line matchers.
@@ -206,7 +125,7 @@ func logMsg(msg string) func(line) bool { return func(l line) bool { return l.Ms
 type proc struct {
 	t              *testing.T
 	cmd            *exec.Cmd
-	stdout, stderr *stream
+	stdout, stderr stream
 	started        time.Time
 
 	done     chan struct{} // closed once the process has been waited for
@@ -225,6 +144,8 @@ type startOpts struct {
 	Env []string
 	// Prefix runs the wrapper under another command (unshare ...).
 	Prefix []string
+	// Binary is the wrapper to run instead of the one TestMain built.
+	Binary string
 }
 
 // startWrapper runs the built sr-wrapper with args (flags, "--", command),
@@ -237,8 +158,15 @@ func startWrapper(t *testing.T, args []string, opts ...startOpts) *proc {
 	for _, x := range opts {
 		o.Env = append(o.Env, x.Env...)
 		o.Prefix = append(o.Prefix, x.Prefix...)
+		if x.Binary != "" {
+			o.Binary = x.Binary
+		}
 	}
-	argv := append(append(append([]string(nil), o.Prefix...), bin.wrapper), args...)
+	wrapper := bin.wrapper
+	if o.Binary != "" {
+		wrapper = o.Binary
+	}
+	argv := append(append(append([]string(nil), o.Prefix...), wrapper), args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "SR_") {
@@ -267,8 +195,8 @@ func startWrapper(t *testing.T, args []string, opts ...startOpts) *proc {
 	}
 	_ = outW.Close()
 	_ = errW.Close()
-	p.stdout = newStream(outR)
-	p.stderr = newStream(errR)
+	p.stdout = stream{linetest.Collect(outR)}
+	p.stderr = stream{linetest.Collect(errR)}
 	go func() {
 		_ = cmd.Wait()
 		p.exitedAt = time.Now()
@@ -279,7 +207,7 @@ func startWrapper(t *testing.T, args []string, opts ...startOpts) *proc {
 	}()
 	t.Cleanup(func() {
 		p.kill()
-		if !p.stdout.waitEOF(exitWait) || !p.stderr.waitEOF(exitWait) {
+		if !p.stdout.WaitEOF(exitWait) || !p.stderr.WaitEOF(exitWait) {
 			t.Errorf("output of %s still open %s after it was killed", path.Base(argv[0]), exitWait)
 		}
 		_ = outR.Close()
@@ -319,29 +247,57 @@ func (p *proc) kill() {
 }
 
 // killMarked sends SIGKILL to every process whose environment holds
-// marker and returns how many it found. Each is opened as a pidfd before
-// its environment is read, so that a pid reused in between is never hit.
+// marker and returns how many it found. Each is opened as a pidfd, and its
+// environment read again, before it is signalled, so that a pid reused in
+// between is never hit.
 func killMarked(marker string) int {
-	entries, _ := os.ReadDir("/proc")
 	n := 0
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range markedPIDs(marker) {
 		fd, err := unix.PidfdOpen(pid, 0)
 		if err != nil {
 			continue
 		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00"+marker+"\x00")) {
-			if unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
-				n++
-			}
+		if hasMarker(pid, marker) && unix.PidfdSendSignal(fd, unix.SIGKILL, nil, 0) == nil {
+			n++
 		}
 		_ = unix.Close(fd)
 	}
 	return n
+}
+
+// markedPIDs lists the processes whose environment holds marker, zombies
+// included.
+func markedPIDs(marker string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range entries {
+		if pid, err := strconv.Atoi(e.Name()); err == nil && hasMarker(pid, marker) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// hasMarker reports whether pid's environment holds the entry marker.
+func hasMarker(pid int, marker string) bool {
+	env, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/environ")
+	return err == nil && bytes.Contains(append([]byte{0}, env...), []byte("\x00"+marker+"\x00"))
+}
+
+// markedProcs lists the live (not zombie) processes whose environment
+// holds marker and whose command name is comm ("" for any).
+func markedProcs(marker, comm string) []int {
+	var pids []int
+	for _, pid := range markedPIDs(marker) {
+		name, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+		if err != nil || (comm != "" && strings.TrimSpace(string(name)) != comm) {
+			continue
+		}
+		if alive(pid) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 // Pid is the process id of the started command.
@@ -360,9 +316,9 @@ func (p *proc) exited() bool {
 // stdout) and fails the test when none comes.
 func (p *proc) waitStdout(timeout time.Duration, what string, match func(line) bool) line {
 	p.t.Helper()
-	l, ok := p.stdout.waitFrom(0, timeout, match)
-	if !ok {
-		p.t.Fatalf("no stdout line %s within %s", what, timeout)
+	l, err := p.stdout.waitFrom(0, timeout, match)
+	if err != nil {
+		p.t.Fatalf("stdout line %s: %v", what, err)
 	}
 	return l
 }
@@ -371,7 +327,14 @@ func (p *proc) waitStdout(timeout time.Duration, what string, match func(line) b
 // extra conditions) and fails the test when none comes.
 func (p *proc) waitLog(timeout time.Duration, msg string, also ...func(line) bool) line {
 	p.t.Helper()
-	l, ok := p.stderr.waitFrom(0, timeout, func(l line) bool {
+	return p.waitLogFrom(0, timeout, msg, also...)
+}
+
+// waitLogFrom is waitLog for the lines from index from on, to wait for
+// the next occurrence of a message, or for one that follows an action.
+func (p *proc) waitLogFrom(from int, timeout time.Duration, msg string, also ...func(line) bool) line {
+	p.t.Helper()
+	l, err := p.stderr.waitFrom(from, timeout, func(l line) bool {
 		if l.Msg() != msg {
 			return false
 		}
@@ -382,11 +345,14 @@ func (p *proc) waitLog(timeout time.Duration, msg string, also ...func(line) boo
 		}
 		return true
 	})
-	if !ok {
-		p.t.Fatalf("no log line %q within %s", msg, timeout)
+	if err != nil {
+		p.t.Fatalf("log line %q from line %d on: %v", msg, from, err)
 	}
 	return l
 }
+
+// sessionsCreated counts the wrapper's "session created" lines.
+func sessionsCreated(w *proc) int { return len(w.stderr.all(logMsg("session created"))) }
 
 // ready waits for fakeproc's "ready pid=N" line and returns N (as the
 // child sees it).
@@ -430,6 +396,17 @@ func (p *proc) wait(timeout time.Duration) int {
 		p.t.Fatalf("pid %d did not exit within %s", p.Pid(), timeout)
 	}
 	return exitCode(p.status)
+}
+
+// stop sends sig, waits up to exitWait for the process to exit and
+// returns its exit status (as wait does) and how long after the signal it
+// exited.
+func (p *proc) stop(sig syscall.Signal) (code int, took time.Duration) {
+	p.t.Helper()
+	sent := time.Now()
+	p.signal(sig)
+	code = p.wait(exitWait)
+	return code, p.exitedAt.Sub(sent)
 }
 
 func describeStatus(ws syscall.WaitStatus) string {
@@ -478,14 +455,22 @@ func newAccount(t *testing.T, registryURL string) *account {
 // newAccountAs is newAccount for a given user, e.g. on another registry.
 func newAccountAs(t *testing.T, registryURL, user, key string) *account {
 	t.Helper()
-	a := &account{User: user, Key: key}
-	c, err := srapi.NewClient(srapi.Config{RegistryURL: registryURL, Username: a.User, APIKey: a.Key, RequestTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatalf("client of %s: %v", registryURL, err)
+	return &account{User: user, Key: key, API: registrytest.NewClient(t, registryURL, "", user, key)}
+}
+
+// withoutFlag drops --name value and --name=value from flags.
+func withoutFlag(flags []string, name string) []string {
+	var out []string
+	for i := 0; i < len(flags); i++ {
+		switch {
+		case flags[i] == name:
+			i++ // and its value
+		case strings.HasPrefix(flags[i], name+"="):
+		default:
+			out = append(out, flags[i])
+		}
 	}
-	t.Cleanup(func() { _ = c.Close() })
-	a.API = c
-	return a
+	return out
 }
 
 // flags are the wrapper's usual flags for service id against registryURL
@@ -558,55 +543,23 @@ func (a *account) sessions(t *testing.T) []api.Session {
 	return l.Values
 }
 
-// poll calls cond every interval until it is true or timeout has passed,
-// and reports how long that took and whether it happened.
-func poll(timeout, interval time.Duration, cond func() bool) (time.Duration, bool) {
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start), true
-		}
-		if time.Since(start) > timeout {
-			return time.Since(start), false
-		}
-		time.Sleep(interval) // polling a state: the registry sends no events
-	}
-}
-
-// waitUntil polls cond and fails the test when it does not become true.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) time.Duration {
+// waitUntil polls cond (the registry sends no events) and fails the test
+// when it does not become true within timeout.
+func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	d, ok := poll(timeout, 20*time.Millisecond, cond)
-	if !ok {
-		t.Fatalf("not within %s: %s", timeout, what)
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond) // polling a state
 	}
-	return d
-}
-
-// startProxy starts a fault proxy in front of registryURL.
-func startProxy(t *testing.T, registryURL string) *faultproxy.Proxy {
-	t.Helper()
-	u, err := url.Parse(registryURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := faultproxy.New(u)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
-	return p
 }
 
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// pid (comm) S ...: the state follows the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	return i >= 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	state, _, ok := proctest.Stat(pid)
+	return ok && state != 'Z' && state != 'X'
 }
 
 // heartbeat is one heartbeat seen by a tokenRecorder.

@@ -54,9 +54,8 @@ type healthBackend struct {
 	// serviceIDs lists the ids of every service the backend holds.
 	serviceIDs func(t *testing.T) []string
 
-	// HTTP backend only: the registry and the account the wrapper uses.
-	registryURL string
-	acct        *account
+	// HTTP backend only: the account the wrapper uses.
+	acct *account
 }
 
 // newHTTPBackend starts an sr-registry with an account of its own.
@@ -95,8 +94,7 @@ func newHTTPBackend(t *testing.T) *healthBackend {
 			}
 			return ids
 		},
-		registryURL: reg.URL,
-		acct:        acct,
+		acct: acct,
 	}
 }
 
@@ -161,40 +159,21 @@ func newEtcdBackend(t *testing.T) *healthBackend {
 	}
 }
 
-// waitLogFrom is waitLog for the lines from index from on, to wait for
-// the next occurrence of a message.
-func (p *proc) waitLogFrom(from int, timeout time.Duration, msg string, also ...func(line) bool) line {
-	p.t.Helper()
-	l, ok := p.stderr.waitFrom(from, timeout, func(l line) bool {
-		if l.Msg() != msg {
-			return false
-		}
-		for _, f := range also {
-			if !f(l) {
-				return false
-			}
-		}
-		return true
-	})
-	if !ok {
-		p.t.Fatalf("no log line %q from line %d on within %s", msg, from, timeout)
-	}
-	return l
-}
-
 func inSession(session string) func(line) bool {
 	return func(l line) bool { return l.Str("session") == session }
 }
 
-// serveTCP listens on addr, as the program would when it is back, and
-// closes every connection it accepts.
-func serveTCP(t *testing.T, addr string) {
+// serveTCP listens on addr, as the checked program would, and closes
+// every connection it accepts, until the returned func (or the test's end)
+// closes the port.
+func serveTCP(t *testing.T, addr string) (closePort func()) {
 	t.Helper()
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatalf("listen on %s after fakeproc closed it: %v", addr, err)
+		t.Fatalf("listen on %s: %v", addr, err)
 	}
-	t.Cleanup(func() { _ = ln.Close() })
+	closePort = func() { _ = ln.Close() }
+	t.Cleanup(closePort)
 	go func() {
 		for {
 			c, err := ln.Accept()
@@ -204,6 +183,7 @@ func serveTCP(t *testing.T, addr string) {
 			_ = c.Close()
 		}
 	}()
+	return closePort
 }
 
 // shellQuote quotes s as one word for --check-cmd (and a POSIX shell).
@@ -235,12 +215,11 @@ func (b *healthBackend) expectSession(t *testing.T, session, when string) {
 }
 
 // TestHealthTCPServiceAppearsDisappearsAndComesBack: with --check-tcp on a
-// port that fakeproc opens late and closes, the session exists at once and
-// the service only while the port accepts connections: it appears when the
-// port opens, goes after two failed checks once it closes (the session
-// and the child staying), and comes back in the same session when the port
-// accepts again (the test's own listener: fakeproc cannot reopen it). On
-// both backends.
+// port that the test opens, closes and opens again, the session exists at
+// once and the service only while the port accepts connections: it
+// appears when the port opens, goes after two failed checks once it
+// closes (the session and the child staying), and comes back in the same
+// session when the port accepts again. On both backends.
 func TestHealthTCPServiceAppearsDisappearsAndComesBack(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -255,12 +234,8 @@ func TestHealthTCPServiceAppearsDisappearsAndComesBack(t *testing.T) {
 			b := tc.backend(t)
 			const id = "tcp-late"
 			addr := freeAddr(t)
-			// Long enough to look at the registry while unhealthy, on a
-			// busy machine too; the check fails within 200 ms of the start.
-			const listenAfter = 2 * time.Second
 			flags := append(append(b.flags(id), "--check-tcp", addr), checkFlags(1)...)
-			w := startWrapper(t, cmdline(flags, fakeproc("--ready", "--listen", addr,
-				"--listen-after", listenAfter.String(), "--close-after", "1500ms")...))
+			w := startWrapper(t, cmdline(flags, fakeproc("--ready")...))
 			child := w.ready()
 			session := w.waitLog(startWait, "session created").Str("session")
 
@@ -271,23 +246,20 @@ func TestHealthTCPServiceAppearsDisappearsAndComesBack(t *testing.T) {
 			if n := notYet.Int("failures_in_a_row"); n != checkFall {
 				t.Fatalf("%q after %d failures, want %d", notYet.Msg(), n, checkFall)
 			}
-			if _, open := w.stdout.waitFrom(0, 0, hasPrefix("listening ")); open {
-				t.Fatalf("fakeproc listened before the unhealthy state could be looked at: raise --listen-after (%s)", listenAfter)
-			}
 			b.expectSession(t, session, "before the port opened")
 			if ids := b.serviceIDs(t); len(ids) != 0 {
 				t.Fatalf("before the port opened the registry lists services %v; want none", ids)
 			}
 
 			// The port opens: healthy, registered in the same session.
-			w.waitStdout(startWait, `"listening addr=..."`, hasPrefix("listening addr="))
-			healthy := w.waitLog(eventWait, "service is healthy")
-			w.waitLog(eventWait, "service registered", inSession(session))
+			closePort := serveTCP(t, addr)
+			healthy := w.waitLogFrom(notYet.Index+1, eventWait, "service is healthy")
+			w.waitLogFrom(healthy.Index+1, eventWait, "service registered", inSession(session))
 			b.expectIn(t, id, session, "once the port opened")
 
 			// The port closes: unhealthy after two failures, deregistered,
 			// the session and the child kept.
-			w.waitStdout(startWait, `"closed"`, exactly("closed"))
+			closePort()
 			unhealthy := w.waitLogFrom(healthy.Index+1, eventWait, "service is unhealthy")
 			if n := unhealthy.Int("failures_in_a_row"); n != checkFall {
 				t.Fatalf("unhealthy after %d failures, want %d (--check-fall)", n, checkFall)
@@ -307,15 +279,14 @@ func TestHealthTCPServiceAppearsDisappearsAndComesBack(t *testing.T) {
 			back := w.waitLogFrom(dereg.Index+1, eventWait, "service is healthy")
 			w.waitLogFrom(back.Index+1, eventWait, "service registered", inSession(session))
 			b.expectIn(t, id, session, "once the port accepted again")
-			if n := len(w.stderr.all(logMsg("session created"))); n != 1 {
+			if n := sessionsCreated(w); n != 1 {
 				t.Fatalf("%d sessions created; health changes must keep the session", n)
 			}
 			if !alive(child) {
 				t.Fatal("the child is gone")
 			}
 
-			w.signal(syscall.SIGTERM)
-			if code := w.wait(exitWait); code != 128+int(syscall.SIGTERM) {
+			if code, _ := w.stop(syscall.SIGTERM); code != 128+int(syscall.SIGTERM) {
 				t.Fatalf("exit code %d, want %d (the child's death by TERM)", code, 128+int(syscall.SIGTERM))
 			}
 			b.expectAbsent(t, id, "after the wrapper exited")
@@ -427,7 +398,7 @@ func TestHealthCommandCheck(t *testing.T) {
 			}
 			from = dereg.Index + 1
 		}
-		if n := len(w.stderr.all(logMsg("session created"))); n != 1 {
+		if n := sessionsCreated(w); n != 1 {
 			t.Fatalf("%d sessions created; health changes must keep the session", n)
 		}
 	})
@@ -439,12 +410,8 @@ func TestHealthCommandCheck(t *testing.T) {
 		// Renamed into place, so that the file is read whole while the
 		// next check rewrites it.
 		script := `env > "$1.tmp" && mv "$1.tmp" "$1" && echo check-output`
-		flags := []string{
-			"--registry", b.registryURL, "--username", b.acct.User, "--id", id,
-			"--interval", strconv.Itoa(int(ttl / time.Second)), "--stop-timeout", "1s",
-			"--log-format", "json", "--log-level", "debug",
-			"--check-cmd", "sh -c " + shellQuote(script) + " sh " + shellQuote(envFile),
-		}
+		flags := append(withoutFlag(b.flags(id), "--api-key"), "--log-level", "debug",
+			"--check-cmd", "sh -c "+shellQuote(script)+" sh "+shellQuote(envFile))
 		flags = append(flags, checkFlags(1)...)
 		// The key comes from the environment, the way that must not leak.
 		w := startWrapper(t, cmdline(flags, fakeproc("--ready")...), startOpts{Env: []string{"SR_API_KEY=" + b.acct.Key}})
@@ -467,30 +434,6 @@ func TestHealthCommandCheck(t *testing.T) {
 			t.Fatalf("debug line of the check command: %s; want status 0 and its output", ended.Text)
 		}
 	})
-}
-
-// markedProcs lists the live (not zombie) processes whose environment
-// holds marker and whose command name is comm ("" for any).
-func markedProcs(marker, comm string) []int {
-	entries, _ := os.ReadDir("/proc")
-	var pids []int
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		env, err := os.ReadFile("/proc/" + e.Name() + "/environ")
-		if err != nil || !slices.Contains(strings.Split(string(env), "\x00"), marker) {
-			continue
-		}
-		if name, err := os.ReadFile("/proc/" + e.Name() + "/comm"); err != nil || (comm != "" && strings.TrimSpace(string(name)) != comm) {
-			continue
-		}
-		if alive(pid) {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
 }
 
 // TestHealthHangingCheckBlocksNothing: a check that never answers (sleep
@@ -548,10 +491,7 @@ func TestHealthHangingCheckBlocksNothing(t *testing.T) {
 		sleeps = markedProcs(w.marker, "sleep")
 		return len(sleeps) > 0
 	})
-	sent := time.Now()
-	w.signal(syscall.SIGTERM)
-	code := w.wait(exitWait)
-	took := w.exitedAt.Sub(sent)
+	code, took := w.stop(syscall.SIGTERM)
 	if code != 7 {
 		t.Fatalf("exit code %d, want the child's 7", code)
 	}

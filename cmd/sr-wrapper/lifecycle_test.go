@@ -169,7 +169,7 @@ func TestExitCodes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			acct := newAccount(t, reg.URL)
-			proxy := startProxy(t, reg.URL)
+			proxy := faultproxy.StartT(t, reg.URL)
 			w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "exit-codes"), tt.command...))
 			if got := w.wait(exitWait); got != tt.want {
 				t.Fatalf("exit code %d, want %d", got, tt.want)
@@ -226,7 +226,7 @@ func TestBadInputExitsTwoAndStartsNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			acct := newAccount(t, reg.URL)
-			proxy := startProxy(t, reg.URL)
+			proxy := faultproxy.StartT(t, reg.URL)
 			marker := filepath.Join(t.TempDir(), "child-ran")
 			args := append(acct.flags(proxy.URL().String(), "bad-input"), tt.extra...)
 			if tt.noCommand {
@@ -238,7 +238,7 @@ func TestBadInputExitsTwoAndStartsNothing(t *testing.T) {
 			if code := w.wait(exitWait); code != 2 {
 				t.Fatalf("exit code %d, want 2", code)
 			}
-			if !w.stderr.waitEOF(eventWait) || !w.stdout.waitEOF(eventWait) {
+			if !w.stderr.WaitEOF(eventWait) || !w.stdout.WaitEOF(eventWait) {
 				t.Fatal("output still open after the wrapper exited: something was started")
 			}
 			lines := w.stderr.all(nil)
@@ -281,7 +281,7 @@ func TestDeregisterWithoutSessionDeletion(t *testing.T) {
 		t.Run(strconv.Itoa(status), func(t *testing.T) {
 			t.Parallel()
 			acct := newAccount(t, reg.URL)
-			proxy := startProxy(t, reg.URL)
+			proxy := faultproxy.StartT(t, reg.URL)
 			refused := proxy.Add(faultproxy.Rule{Method: "DELETE", Path: "/v1.0/*/sessions/*",
 				Action: faultproxy.Respond(status, api.FaultNotImplemented)})
 			deletes := proxy.Add(faultproxy.Rule{Method: "DELETE", Path: "/v1.0/*/services/*"})

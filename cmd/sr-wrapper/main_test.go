@@ -20,7 +20,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -78,21 +77,11 @@ func buildAll(ctx context.Context, dir string, race bool) error {
 	if !race {
 		pkgs = append(pkgs, wrapperPackage, etcdWrapperPackage)
 	}
-	if err := goBuild(ctx, dir, nil, pkgs...); err != nil {
+	if err := registrytest.Build(ctx, dir, nil, pkgs...); err != nil {
 		return err
 	}
 	if race {
-		return goBuild(ctx, dir, []string{"-race"}, wrapperPackage, etcdWrapperPackage)
-	}
-	return nil
-}
-
-func goBuild(ctx context.Context, dir string, flags []string, pkgs ...string) error {
-	args := append([]string{"build", "-o", dir + string(filepath.Separator)}, flags...)
-	args = append(args, pkgs...)
-	out, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go %v: %w\n%s", args, err, out)
+		return registrytest.Build(ctx, dir, []string{"-race"}, wrapperPackage, etcdWrapperPackage)
 	}
 	return nil
 }

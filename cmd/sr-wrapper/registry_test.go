@@ -37,7 +37,7 @@ func TestRegistryDownAtStart(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
 	acct := newAccount(t, reg.URL)
-	proxy := startProxy(t, reg.URL)
+	proxy := faultproxy.StartT(t, reg.URL)
 	proxy.SetDown(true)
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "early"), fakeproc("--ready", "--report-signals", "--exit-on-term", "0")...))
 	w.ready()
@@ -54,8 +54,7 @@ func TestRegistryDownAtStart(t *testing.T) {
 	t.Logf("registered %s after the registry came up", time.Since(up).Round(time.Millisecond))
 	acct.mustService(t, "early")
 
-	w.signal(syscall.SIGTERM)
-	if code := w.wait(exitWait); code != 0 {
+	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	acct.mustBeAbsent(t, "early", "after the wrapper exited")
@@ -67,7 +66,7 @@ func TestHungRegistryDoesNotDelayTheChild(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
 	acct := newAccount(t, reg.URL)
-	proxy := startProxy(t, reg.URL)
+	proxy := faultproxy.StartT(t, reg.URL)
 	hang := proxy.Add(faultproxy.Rule{Action: faultproxy.Delay(time.Hour)})
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "hung"), fakeproc("--ready", "--exit-on-term", "0")...))
 	child := w.ready()
@@ -84,13 +83,12 @@ func TestHungRegistryDoesNotDelayTheChild(t *testing.T) {
 	if w.exited() {
 		t.Fatal("the wrapper exited")
 	}
-	sent := time.Now()
-	w.signal(syscall.SIGTERM)
-	if code := w.wait(exitWait); code != 0 {
+	code, took := w.stop(syscall.SIGTERM)
+	if code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	if d := w.exitedAt.Sub(sent); d > 3*time.Second {
-		t.Fatalf("stopping took %s with a hung registry; want the child's own time", d)
+	if took > 3*time.Second {
+		t.Fatalf("stopping took %s with a hung registry; want the child's own time", took)
 	}
 }
 
@@ -152,15 +150,11 @@ func TestRegistryKilledAndRestarted(t *testing.T) {
 	}
 	svc := acct.mustService(t, "survivor")
 	t.Logf("session before: %s, after: %s", first, svc.SessionID)
-	w.signal(syscall.SIGTERM)
-	if code := w.wait(exitWait); code != 0 {
+	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	acct.mustBeAbsent(t, "survivor", "after the wrapper exited")
 }
-
-// sessionsCreated counts the wrapper's "session created" lines.
-func sessionsCreated(w *proc) int { return len(w.stderr.all(logMsg("session created"))) }
 
 // TestHeartbeat500IsRetriedAndTheSessionSurvives: a 500 on the third
 // heartbeat is retried at once and the session lives on.
@@ -168,7 +162,7 @@ func TestHeartbeat500IsRetriedAndTheSessionSurvives(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
 	acct := newAccount(t, reg.URL)
-	proxy := startProxy(t, reg.URL)
+	proxy := faultproxy.StartT(t, reg.URL)
 	fault := proxy.Add(faultproxy.Rule{Method: "POST", Path: heartbeatPath, Nth: 3, Times: 1,
 		Action: faultproxy.Respond(500, api.FaultInternal)})
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "hb500"), fakeproc("--ready")...))
@@ -205,7 +199,7 @@ func TestInjected401ReauthenticatesAndCarriesOn(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
 	acct := newAccount(t, reg.URL)
-	proxy := startProxy(t, reg.URL)
+	proxy := faultproxy.StartT(t, reg.URL)
 	tokens := proxy.Add(faultproxy.Rule{Method: "POST", Path: tokensPath})
 	fault := proxy.Add(faultproxy.Rule{Method: "POST", Path: heartbeatPath, Nth: 2, Times: 1,
 		Action: faultproxy.Respond(401, api.FaultUnauthorized)})
@@ -249,7 +243,7 @@ func TestPermanentFailureWithAbortOnFailureStopsTheChild(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			acct := newAccount(t, reg.URL)
-			proxy := startProxy(t, reg.URL)
+			proxy := faultproxy.StartT(t, reg.URL)
 			// Down until the child is ready: a refusal that came first
 			// would stop it before it could report signals.
 			proxy.SetDown(true)
@@ -288,22 +282,23 @@ func TestPermanentFailureWithAbortOnFailureStopsTheChild(t *testing.T) {
 func TestRegistryFailuresNeverStopTheChild(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
+	const givingUp = "giving up registration; the child keeps running unregistered"
 	tests := []struct {
 		name  string
 		extra []string
-		until func(w *proc, rule *faultproxy.Handle) bool
+		// givesUp: wait for the wrapper to give up rather than for four
+		// refused attempts.
+		givesUp bool
 	}{
-		{"persistent 403", nil, func(_ *proc, rule *faultproxy.Handle) bool { return rule.Seen() >= 4 }},
-		{"persistent 500", nil, func(_ *proc, rule *faultproxy.Handle) bool { return rule.Seen() >= 4 }},
-		{"--retries 2 used up", []string{"--retries", "2"}, func(w *proc, _ *faultproxy.Handle) bool {
-			return len(w.stderr.all(logMsg("giving up registration; the child keeps running unregistered"))) == 1
-		}},
+		{name: "persistent 403"},
+		{name: "persistent 500"},
+		{name: "--retries 2 used up", extra: []string{"--retries", "2"}, givesUp: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			acct := newAccount(t, reg.URL)
-			proxy := startProxy(t, reg.URL)
+			proxy := faultproxy.StartT(t, reg.URL)
 			status, fault := 403, api.FaultForbidden
 			if strings.Contains(tt.name, "500") {
 				status, fault = 500, api.FaultInternal
@@ -312,12 +307,18 @@ func TestRegistryFailuresNeverStopTheChild(t *testing.T) {
 			flags := append(acct.flags(proxy.URL().String(), "resilient"), tt.extra...)
 			w := startWrapper(t, cmdline(flags, fakeproc("--ready", "--report-signals", "--exit-on-term", "0")...))
 			w.ready()
-			waitUntil(t, 2*ttl, "failed attempts", func() bool { return tt.until(w, rule) })
+			if tt.givesUp {
+				w.waitLog(2*ttl, givingUp)
+				if n := len(w.stderr.all(logMsg(givingUp))); n != 1 {
+					t.Fatalf("%q logged %d times, want once", givingUp, n)
+				}
+			} else {
+				waitUntil(t, 2*ttl, "failed attempts", func() bool { return rule.Seen() >= 4 })
+			}
 			if got := w.stdout.all(hasPrefix("signal ")); len(got) != 0 || w.exited() {
 				t.Fatalf("registry failures reached the child: %v", got)
 			}
-			w.signal(syscall.SIGTERM)
-			if code := w.wait(exitWait); code != 0 {
+			if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 				t.Fatalf("exit code %d, want the child's 0", code)
 			}
 		})
@@ -393,11 +394,6 @@ func TestServiceIDHeldByAnEarlierInstance(t *testing.T) {
 func TestTokenChainDebugLogAndSecrets(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
-	// withoutFlag drops a flag and its value.
-	withoutFlag := func(flags []string, name string) []string {
-		i := slices.Index(flags, name)
-		return slices.Delete(slices.Clone(flags), i, i+2)
-	}
 	tests := []struct {
 		name string
 		// setup returns the wrapper's flags and environment, and the
@@ -454,9 +450,8 @@ func TestTokenChainDebugLogAndSecrets(t *testing.T) {
 				prev = b.Got
 			}
 
-			w.signal(syscall.SIGTERM)
-			w.wait(exitWait)
-			if !w.stderr.waitEOF(eventWait) || !w.stdout.waitEOF(eventWait) {
+			w.stop(syscall.SIGTERM)
+			if !w.stderr.WaitEOF(eventWait) || !w.stdout.WaitEOF(eventWait) {
 				t.Fatal("output still open")
 			}
 			out := w.stderr.String() + w.stdout.String()

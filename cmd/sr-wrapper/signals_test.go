@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/faultproxy"
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
@@ -36,11 +37,11 @@ func TestEveryForwardedSignalReachesTheChild(t *testing.T) {
 		if isStopSignal(sig) {
 			continue
 		}
-		from := w.stdout.len()
+		from := w.stdout.Len()
 		w.signal(sig)
 		want := "signal " + signals.Name(sig)
-		if _, ok := w.stdout.waitFrom(from, eventWait, exactly(want)); !ok {
-			t.Fatalf("sent %s to the wrapper; the child did not report %q", signals.Name(sig), want)
+		if _, err := w.stdout.waitFrom(from, eventWait, exactly(want)); err != nil {
+			t.Fatalf("sent %s to the wrapper; the child did not report %q: %v", signals.Name(sig), want, err)
 		}
 		sent = append(sent, signals.Name(sig))
 	}
@@ -113,11 +114,11 @@ func TestSignalGroupReachesTheGrandchild(t *testing.T) {
 		w := startWrapper(t, cmdline(flags, fakeproc("--ready", "--report-signals", "--grandchild")...))
 		w.ready()
 		for _, sig := range toSend {
-			from := w.stdout.len()
+			from := w.stdout.Len()
 			w.signal(sig)
 			for _, want := range []string{"signal " + signals.Name(sig), "grandchild: signal " + signals.Name(sig)} {
-				if _, ok := w.stdout.waitFrom(from, eventWait, exactly(want)); !ok {
-					t.Fatalf("sent %s; no %q", signals.Name(sig), want)
+				if _, err := w.stdout.waitFrom(from, eventWait, exactly(want)); err != nil {
+					t.Fatalf("sent %s; no %q: %v", signals.Name(sig), want, err)
 				}
 			}
 		}
@@ -168,7 +169,7 @@ func TestStopSignalReplacesTerm(t *testing.T) {
 			if code := w.wait(exitWait); code != 137 {
 				t.Fatalf("exit code %d, want 137", code)
 			}
-			if !w.stdout.waitEOF(eventWait) {
+			if !w.stdout.WaitEOF(eventWait) {
 				t.Fatal("stdout still open")
 			}
 			if got := w.stdout.all(exactly("signal SIGTERM")); len(got) != 0 {
@@ -197,13 +198,11 @@ func TestStopTimeout(t *testing.T) {
 			t.Fatalf("ready line %q names no grandchild", l.Text)
 		}
 		w.registered()
-		sent := time.Now()
-		w.signal(syscall.SIGTERM)
+		code, took := w.stop(syscall.SIGTERM)
 		w.waitStdout(eventWait, "trapped", exactly("trapped SIGTERM"))
-		if code := w.wait(exitWait); code != 137 {
+		if code != 137 {
 			t.Fatalf("exit code %d, want 137", code)
 		}
-		took := w.exitedAt.Sub(sent)
 		if took < time.Second || took > 4*time.Second {
 			t.Fatalf("the wrapper exited %s after TERM; want just after --stop-timeout 1s", took)
 		}
@@ -223,12 +222,11 @@ func TestStopTimeout(t *testing.T) {
 		w := startWrapper(t, cmdline(flags, fakeproc("--ready", "--exit-on-term", "0")...))
 		w.ready()
 		w.registered()
-		sent := time.Now()
-		w.signal(syscall.SIGTERM)
-		if code := w.wait(exitWait); code != 0 {
+		code, took := w.stop(syscall.SIGTERM)
+		if code != 0 {
 			t.Fatalf("exit code %d, want 0", code)
 		}
-		if took := w.exitedAt.Sub(sent); took > 3*time.Second {
+		if took > 3*time.Second {
 			t.Fatalf("the wrapper exited %s after TERM; want at once", took)
 		}
 	})
@@ -255,7 +253,7 @@ func TestDrainDelay(t *testing.T) {
 			acct := newAccount(t, reg.URL)
 			registryURL := reg.URL
 			if tt.slowDelete > 0 {
-				proxy := startProxy(t, reg.URL)
+				proxy := faultproxy.StartT(t, reg.URL)
 				proxy.Add(faultproxy.Rule{Method: "DELETE", Path: sessionsPath + "/*", Action: faultproxy.Delay(tt.slowDelete)})
 				registryURL = proxy.URL().String()
 			}
@@ -305,7 +303,7 @@ func TestSecondStopSignalCutsTheDrainShort(t *testing.T) {
 	t.Parallel()
 	reg := registrytest.Start(t)
 	acct := newAccount(t, reg.URL)
-	proxy := startProxy(t, reg.URL)
+	proxy := faultproxy.StartT(t, reg.URL)
 	// Deregistration hangs until its 3 s timeout: the drain has not even
 	// started when the second TERM comes.
 	proxy.Add(faultproxy.Rule{Method: "DELETE", Action: faultproxy.Delay(time.Hour)})
@@ -418,8 +416,7 @@ func TestSubreaperReapsOrphans(t *testing.T) {
 			t.Fatalf("orphan %d is still a zombie after the wrapper reported reaping it", pid)
 		}
 	}
-	w.signal(syscall.SIGTERM)
-	if code := w.wait(exitWait); code != 0 {
+	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 }
@@ -429,29 +426,10 @@ func onlyChild(t *testing.T, pid int) int {
 	t.Helper()
 	var kids []int
 	waitUntil(t, eventWait, fmt.Sprintf("pid %d has exactly one child", pid), func() bool {
-		kids = children(pid)
+		kids = proctest.Children(pid)
 		return len(kids) == 1
 	})
 	return kids[0]
-}
-
-// children lists pid's child processes from /proc (every thread's list:
-// a child belongs to the thread that forked it).
-func children(pid int) []int {
-	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	var kids []int
-	for _, task := range tasks {
-		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, task.Name()))
-		if err != nil {
-			continue
-		}
-		for _, f := range strings.Fields(string(b)) {
-			if n, err := strconv.Atoi(f); err == nil {
-				kids = append(kids, n)
-			}
-		}
-	}
-	return kids
 }
 
 // nsPIDs returns the NSpid line of pid's status: its pid in each

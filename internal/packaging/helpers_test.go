@@ -1,25 +1,22 @@
 package packaging_test
 
 import (
-	"bufio"
 	"context"
 	"debug/elf"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
+	"github.com/sr-wrapper/sr-wrapper/internal/linetest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
@@ -146,85 +143,30 @@ func checkStaticELF(path string, machine elf.Machine) error {
 	return nil
 }
 
-// errOutputEnded is returned by lineLog's waits when every writer has
-// closed the pipe.
-var errOutputEnded = errors.New("the output ended")
-
-// lineLog collects the lines of a pipe as they arrive and lets a test
-// wait for those it expects.
-type lineLog struct {
-	mu      sync.Mutex
-	lines   []string
-	eof     bool
-	changed chan struct{} // closed, and replaced, at each line and at EOF
-}
-
-// readLines reads r to its end in the background.
-func readLines(r io.Reader) *lineLog {
-	l := &lineLog{changed: make(chan struct{})}
-	go func() {
-		sc := bufio.NewScanner(r)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			l.mu.Lock()
-			l.lines = append(l.lines, sc.Text())
-			close(l.changed)
-			l.changed = make(chan struct{})
-			l.mu.Unlock()
+// waitLines waits until n lines of l match, and returns the first n of
+// them (those found so far with the error).
+func waitLines(l *linetest.Lines, timeout time.Duration, n int, match func(string) bool) ([]string, error) {
+	deadline := time.Now().Add(timeout)
+	var found []string
+	from := 0
+	for len(found) < n {
+		line, err := l.WaitFrom(from, time.Until(deadline), func(x linetest.Line) bool { return match(x.Text) })
+		if err != nil {
+			return found, err
 		}
-		l.mu.Lock()
-		l.eof = true
-		close(l.changed)
-		l.changed = make(chan struct{})
-		l.mu.Unlock()
-	}()
-	return l
-}
-
-// waitN waits until n lines match, and returns the first n of them.
-func (l *lineLog) waitN(timeout time.Duration, n int, match func(string) bool) ([]string, error) {
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		var found []string
-		for _, s := range l.lines {
-			if match(s) {
-				found = append(found, s)
-				if len(found) == n {
-					break
-				}
-			}
-		}
-		eof, changed := l.eof, l.changed
-		l.mu.Unlock()
-		switch {
-		case len(found) == n:
-			return found, nil
-		case eof:
-			return found, errOutputEnded
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			return found, fmt.Errorf("not within %s", timeout)
-		}
+		found = append(found, line.Text)
+		from = line.Index + 1
 	}
+	return found, nil
 }
 
-// wait waits for the first line that matches.
-func (l *lineLog) wait(timeout time.Duration, match func(string) bool) (string, error) {
-	found, err := l.waitN(timeout, 1, match)
+// waitLine waits for the first line of l that matches.
+func waitLine(l *linetest.Lines, timeout time.Duration, match func(string) bool) (string, error) {
+	found, err := waitLines(l, timeout, 1, match)
 	if err != nil {
 		return "", err
 	}
 	return found[0], nil
-}
-
-func (l *lineLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.lines, "\n")
 }
 
 // hasPrefix matches lines that start with p.
@@ -270,17 +212,13 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() err
 // runs, so it sees their tenant.
 func registryClient(t *testing.T, reg *registrytest.Registry) *srapi.Client {
 	t.Helper()
-	c, err := srapi.NewClient(srapi.Config{RegistryURL: reg.URL, Username: testUser, APIKey: testKey})
-	if err != nil {
-		t.Fatalf("client of %s: %v", reg.URL, err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	return c
+	return registrytest.NewClient(t, reg.URL, "", testUser, testKey)
 }
 
-// waitRegistered waits until the service id is in the registry and
-// returns it.
-func waitRegistered(t *testing.T, c *srapi.Client, id string) *api.Service {
+// waitRegistered waits until the registry holds the service id and
+// accept (nil: any) takes it, and returns it. Each look has a context of
+// its own.
+func waitRegistered(t *testing.T, c *srapi.Client, id string, accept func(*api.Service) error) *api.Service {
 	t.Helper()
 	var svc *api.Service
 	waitUntil(t, startWait, "service "+id+" registered", func() error {
@@ -289,6 +227,11 @@ func waitRegistered(t *testing.T, c *srapi.Client, id string) *api.Service {
 		s, err := c.GetService(ctx, id)
 		if err != nil {
 			return err
+		}
+		if accept != nil {
+			if err := accept(s); err != nil {
+				return err
+			}
 		}
 		svc = s
 		return nil

@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/linetest"
+	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
 
@@ -70,11 +72,11 @@ func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 		run := ns.start(t, newRoot, false, wrapperEnv(reg),
 			"/sr-wrapper", "--id=pid1-bare", "--interval=3", "--log-format=json",
 			"--", "/fakeproc", "--ready", "--exit-on-term", "5")
-		if _, err := run.stdout.wait(startWait, hasPrefix("ready pid=")); err != nil {
+		if _, err := waitLine(run.stdout, startWait, hasPrefix("ready pid=")); err != nil {
 			t.Fatalf("child ready: %v\nstdout:\n%s\nstderr:\n%s", err, run.stdout, run.stderr)
 		}
 		run.checkWrapperIsPID1(t)
-		svc := waitRegistered(t, c, "pid1-bare")
+		svc := waitRegistered(t, c, "pid1-bare", nil)
 		run.signal(t, syscall.SIGTERM)
 		if code := run.waitExit(t); code != 5 {
 			t.Errorf("exit status %d, want the child's 5\nstderr:\n%s", code, run.stderr)
@@ -89,7 +91,7 @@ func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 		// wrapper that does not reap.
 		newRoot := makeRoot(t, wrapper, fakeproc, true)
 		run := ns.start(t, newRoot, true, nil, "/fakeproc", "--ready", "--orphans", "3", "--sleep", "2m")
-		if line, err := run.stdout.wait(startWait, hasPrefix("ready pid=")); err != nil || line != "ready pid=1" {
+		if line, err := waitLine(run.stdout, startWait, hasPrefix("ready pid=")); err != nil || line != "ready pid=1" {
 			t.Fatalf("fakeproc as PID 1: first line %q, %v; want \"ready pid=1\"\nstdout:\n%s\nstderr:\n%s",
 				line, err, run.stdout, run.stderr)
 		}
@@ -119,7 +121,7 @@ func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 			"/sr-wrapper", "--id="+id, "--interval=3", "--log-format=json",
 			"--", "/fakeproc", "--ready", "--orphans", "3", "--report-signals", "--exit-on-term", "7")
 
-		ready, err := run.stdout.wait(startWait, hasPrefix("ready pid="))
+		ready, err := waitLine(run.stdout, startWait, hasPrefix("ready pid="))
 		if err != nil {
 			t.Fatalf("child ready: %v\nstdout:\n%s\nstderr:\n%s", err, run.stdout, run.stderr)
 		}
@@ -162,17 +164,17 @@ func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 			return nil
 		})
 
-		svc := waitRegistered(t, c, id)
+		svc := waitRegistered(t, c, id, nil)
 
 		// (c) Signals from outside the namespace reach the child. A
 		// namespace's init gets only the signals it has handlers for, so
 		// this also shows that the wrapper installed them.
 		run.signal(t, syscall.SIGUSR1)
-		if _, err := run.stdout.wait(eventWait, hasPrefix("signal SIGUSR1")); err != nil {
+		if _, err := waitLine(run.stdout, eventWait, hasPrefix("signal SIGUSR1")); err != nil {
 			t.Fatalf("SIGUSR1 to the wrapper did not reach the child: %v\nstdout:\n%s\nstderr:\n%s", err, run.stdout, run.stderr)
 		}
 		run.signal(t, syscall.SIGTERM)
-		if _, err := run.stdout.wait(eventWait, hasPrefix("signal SIGTERM")); err != nil {
+		if _, err := waitLine(run.stdout, eventWait, hasPrefix("signal SIGTERM")); err != nil {
 			t.Fatalf("SIGTERM to the wrapper did not reach the child: %v\nstdout:\n%s\nstderr:\n%s", err, run.stdout, run.stderr)
 		}
 
@@ -347,7 +349,7 @@ func requireNamespaces(t *testing.T) namespaces {
 // unshare --fork, whose child becomes PID 1, chroots and execs it.
 type nsRun struct {
 	cmd            *exec.Cmd // unshare, which exits with PID 1's status
-	stdout, stderr *lineLog
+	stdout, stderr *linetest.Lines
 	exited         chan struct{} // closed once cmd has been waited for
 	pid1           int           // host pid of the namespace's PID 1
 }
@@ -372,12 +374,12 @@ func (ns namespaces) start(t *testing.T, newRoot string, mountProc bool, env []s
 	// Pipes of our own rather than StdoutPipe: the reader must see every
 	// line, including those written after the wrapper's exit was noticed.
 	var writers []*os.File
-	for _, l := range []**lineLog{&run.stdout, &run.stderr} {
+	for _, l := range []**linetest.Lines{&run.stdout, &run.stderr} {
 		r, w, err := os.Pipe()
 		if err != nil {
 			t.Fatal(err)
 		}
-		*l = readLines(r)
+		*l = linetest.Collect(r)
 		t.Cleanup(func() { _ = r.Close() })
 		writers = append(writers, w)
 	}
@@ -418,14 +420,8 @@ func (ns namespaces) start(t *testing.T, newRoot string, mountProc bool, env []s
 
 // childOf finds the one child of ppid in the host's process table.
 func childOf(ppid int) (int, error) {
-	procs, err := nsProcesses("/proc")
-	if err != nil {
-		return 0, err
-	}
-	for pid, p := range procs {
-		if p.ppid == ppid {
-			return pid, nil
-		}
+	if kids := proctest.Children(ppid); len(kids) > 0 {
+		return kids[0], nil
 	}
 	return 0, fmt.Errorf("no child of pid %d yet", ppid)
 }
@@ -443,7 +439,7 @@ func (r *nsRun) procDir() string {
 // "child started" log entry.
 func (r *nsRun) checkWrapperIsPID1(t *testing.T) map[string]any {
 	t.Helper()
-	line, err := r.stderr.wait(startWait, logMsg("child started"))
+	line, err := waitLine(r.stderr, startWait, logMsg("child started"))
 	if err != nil {
 		t.Fatalf("the wrapper's \"child started\": %v\nstderr:\n%s", err, r.stderr)
 	}
@@ -481,11 +477,11 @@ func (r *nsRun) checkWrapperIsPID1(t *testing.T) map[string]any {
 // pids (in the namespace).
 func (r *nsRun) orphans(t *testing.T) []int {
 	t.Helper()
-	lines, err := r.stdout.waitN(startWait, 3, hasPrefix("orphan pid="))
+	lines, err := waitLines(r.stdout, startWait, 3, hasPrefix("orphan pid="))
 	if err != nil {
 		t.Fatalf("fakeproc's orphans: %v (got %q)\nstdout:\n%s\nstderr:\n%s", err, lines, r.stdout, r.stderr)
 	}
-	if _, err := r.stdout.wait(startWait, hasPrefix("orphans done")); err != nil {
+	if _, err := waitLine(r.stdout, startWait, hasPrefix("orphans done")); err != nil {
 		t.Fatalf("fakeproc's \"orphans done\": %v\nstdout:\n%s", err, r.stdout)
 	}
 	var pids []int

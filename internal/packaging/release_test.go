@@ -6,11 +6,13 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -18,14 +20,14 @@ import (
 
 // TestReleaseBuildsStaticBinariesWithVersion runs `make release` itself,
 // into a temporary DIST, and checks what it promises: static linux/amd64
-// and linux/arm64 binaries of the three commands, their SHA256SUMS, and
+// and linux/arm64 binaries of the four commands, their SHA256SUMS, and
 // --version printing the version, commit and build date it was given.
 //
-// A cold build cache makes this about a minute on two cores (six cross
+// A cold build cache makes this about a minute on two cores (eight cross
 // builds); a warm one, seconds. -short skips it.
 func TestReleaseBuildsStaticBinariesWithVersion(t *testing.T) {
 	if testing.Short() {
-		t.Skip("cross-builds six binaries: skipped with -short")
+		t.Skip("cross-builds eight binaries: skipped with -short")
 	}
 	makeBin, err := exec.LookPath("make")
 	if err != nil {
@@ -124,7 +126,7 @@ func checkSums(t *testing.T, dir string, names []string) {
 		t.Fatal(err)
 	}
 	if len(listed) != len(names) {
-		t.Errorf("SHA256SUMS lists %v, want exactly %v", keys(listed), names)
+		t.Errorf("SHA256SUMS lists %v, want exactly %v", slices.Collect(maps.Keys(listed)), names)
 	}
 	for _, name := range names {
 		b, err := os.ReadFile(filepath.Join(dir, name))

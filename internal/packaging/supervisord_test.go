@@ -3,10 +3,12 @@ package packaging_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -40,7 +42,7 @@ func TestSupervisordStopReachesChildAndDeregisters(t *testing.T) {
 		reg := registrytest.Start(t)
 		c := registryClient(t, reg)
 		run := sv.start(t, example, wrapper, reg, fakeproc+" --ready --report-signals --exit-on-term 0")
-		svc := waitRegistered(t, c, run.serviceID)
+		svc := waitRegistered(t, c, run.serviceID, nil)
 		run.waitStatus(t, "RUNNING")
 
 		out, err := run.ctl("stop", "web")
@@ -60,7 +62,7 @@ func TestSupervisordStopReachesChildAndDeregisters(t *testing.T) {
 		reg := registrytest.Start(t)
 		c := registryClient(t, reg)
 		run := sv.start(t, example, wrapper, reg, fakeproc+" --ready --exit-on-term 3")
-		svc := waitRegistered(t, c, run.serviceID)
+		svc := waitRegistered(t, c, run.serviceID, nil)
 		run.waitStatus(t, "RUNNING")
 
 		// The child ends by itself: neither supervisord nor the wrapper
@@ -73,19 +75,16 @@ func TestSupervisordStopReachesChildAndDeregisters(t *testing.T) {
 		run.waitSupervisordLog(t, "supervisord saw the child's exit status", "exited: web (exit status 3; not expected)")
 		// The wrapper exited after deregistering: the old session is gone
 		// at once, not after the heartbeat timeout.
-		ctx, cancel := context.WithTimeout(context.Background(), startWait)
-		defer cancel()
-		if s, err := c.GetSession(ctx, svc.SessionID); !srapi.IsNotFound(err) {
+		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
+		s, err := c.GetSession(ctx, svc.SessionID)
+		cancel()
+		if !srapi.IsNotFound(err) {
 			t.Errorf("session %s after the wrapper exited: %+v, %v; want it deleted (404)", svc.SessionID, s, err)
 		}
 		// autorestart=unexpected: supervisord starts it again, and the
 		// service comes back with a new session.
 		run.waitSupervisordLog(t, "supervisord restarted the program", "spawned: 'web'", "spawned: 'web'")
-		waitUntil(t, startWait, "service registered again", func() error {
-			s, err := c.GetService(ctx, svc.ID)
-			if err != nil {
-				return err
-			}
+		waitRegistered(t, c, svc.ID, func(s *api.Service) error {
 			if s.SessionID == svc.SessionID {
 				return fmt.Errorf("still the old session %s", s.SessionID)
 			}
@@ -106,7 +105,7 @@ func TestSupervisordExampleSettings(t *testing.T) {
 	}
 	prog, ok := sections["program:web"]
 	if !ok || len(sections) != 1 {
-		t.Fatalf("%s: sections %v, want [program:web] alone (a conf.d include)", supervisordExample, keys(sections))
+		t.Fatalf("%s: sections %v, want [program:web] alone (a conf.d include)", supervisordExample, slices.Collect(maps.Keys(sections)))
 	}
 	env, err := parseSupervisorEnv(prog["environment"])
 	if err != nil {
@@ -176,7 +175,6 @@ func requireSupervisord(t *testing.T) supervisor {
 // svRun is one supervisord in the foreground, in a directory of its own.
 type svRun struct {
 	sv         supervisor
-	dir        string
 	conf       string
 	log        string // supervisord's own log
 	programLog string // stdout_logfile of [program:web]: wrapper and child
@@ -199,7 +197,6 @@ func (sv supervisor) start(t *testing.T, example, wrapper string, reg *registryt
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	run := &svRun{
 		sv:         sv,
-		dir:        dir,
 		conf:       filepath.Join(dir, "supervisord.conf"),
 		log:        filepath.Join(dir, "supervisord.log"),
 		programLog: filepath.Join(dir, "web.log"),
@@ -443,12 +440,4 @@ func parseSupervisorEnv(s string) (map[string]string, error) {
 		s = strings.TrimPrefix(strings.TrimSpace(rest), ",")
 	}
 	return env, nil
-}
-
-func keys[V any](m map[string]V) []string {
-	var ks []string
-	for k := range m {
-		ks = append(ks, k)
-	}
-	return ks
 }

@@ -336,8 +336,12 @@ func TestListsFollowPaginationToTheEnd(t *testing.T) {
 	}
 }
 
+// TestBadInputIsAUsageErrorAndSendsNothing: each bad input exits 2 with one
+// line naming the problem, and no request reaches the registry (the fault
+// proxy in front of it counts them).
 func TestBadInputIsAUsageErrorAndSendsNothing(t *testing.T) {
-	h := setup(t)
+	h, p, proxyURL := proxiedHarness(t)
+	connArgs := []string{"--registry", proxyURL, "--username", h.user, "--api-key", testKey}
 	tests := []struct {
 		name string
 		args []string
@@ -368,20 +372,26 @@ func TestBadInputIsAUsageErrorAndSendsNothing(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			args := append(h.connArgs(), tt.args...)
+			args := append(slices.Clone(connArgs), tt.args...)
 			// The registry flag given last wins with kong: let the
-			// test's own --registry replace the harness's.
+			// test's own --registry replace the proxy's.
 			r := h.runRaw(args...)
 			if r.code != srctl.ExitUsage || r.stdout != "" || !strings.HasPrefix(r.stderr, "srctl: ") ||
 				strings.Count(r.stderr, "\n") != 1 || !strings.Contains(r.stderr, tt.want) {
 				t.Fatalf("exit %d, stdout %q, stderr %q; want exit 2 and one line with %q", r.code, r.stdout, r.stderr, tt.want)
 			}
+			if n := p.Requests(); n != 0 {
+				t.Fatalf("%d requests reached the registry; want none", n)
+			}
 		})
 	}
 	t.Run("missing username", func(t *testing.T) {
-		r := h.runRaw("--registry", h.reg.URL, "--api-key", testKey, "limits")
+		r := h.runRaw("--registry", proxyURL, "--api-key", testKey, "limits")
 		if r.code != srctl.ExitUsage || !strings.Contains(r.stderr, "--username: required") {
 			t.Fatalf("%+v", r)
+		}
+		if n := p.Requests(); n != 0 {
+			t.Fatalf("%d requests reached the registry; want none", n)
 		}
 	})
 	// Nothing reached the registry: no usage error wrote anything.

@@ -44,7 +44,7 @@ func TestFollowSeesAJoinAndATimeout(t *testing.T) {
 	if i := strings.Index(header, "TYPE"); !strings.HasPrefix(join[i:], "service.join") || !strings.HasPrefix(timeout[i:], "services.timeout") {
 		t.Errorf("columns do not line up:\n%s\n%s\n%s", header, join, timeout)
 	}
-	if e := f.err.text(); e != "" {
+	if e := f.err.String(); e != "" {
 		t.Errorf("stderr: %s", e)
 	}
 }
@@ -62,7 +62,7 @@ func TestFollowAfterAMarkerPrintsTheAPIsEventsAsJSONLines(t *testing.T) {
 
 	f := h.follow("events", "follow", "--after", marker, "--output", "json", "--limit", "3", "--page-size", "2", "--interval", "100ms")
 	if code := f.wait(t, 20*time.Second); code != srctl.ExitOK {
-		t.Fatalf("follow --limit 3 ended with %d; stderr:\n%s", code, f.err.text())
+		t.Fatalf("follow --limit 3 ended with %d; stderr:\n%s", code, f.err.String())
 	}
 	feed := h.rawValues("/events?marker=" + url.QueryEscape(marker))
 	out := f.out.snapshot()
@@ -119,15 +119,7 @@ func TestFollowSurvivesARegistryRestart(t *testing.T) {
 func proxiedHarness(t *testing.T) (*harness, *faultproxy.Proxy, string) {
 	t.Helper()
 	h := setup(t)
-	target, err := url.Parse(h.reg.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := faultproxy.New(target)
-	if err := p.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = p.Close() })
+	p := faultproxy.StartT(t, h.reg.URL)
 	return h, p, p.URL().String()
 }
 
@@ -171,7 +163,7 @@ func TestFollowRetriesA401ThatReauthenticationDidNotCure(t *testing.T) {
 	if logins.Seen() < 1 {
 		t.Fatalf("the 401 led to no new login")
 	}
-	if n := strings.Count(f.out.text(), "/after/the_401"); n != 1 {
+	if n := strings.Count(f.out.String(), "/after/the_401"); n != 1 {
 		t.Fatalf("the event was printed %d times", n)
 	}
 }
@@ -182,7 +174,7 @@ func TestFollowStopsOnAPermanentFault(t *testing.T) {
 	p.Add(faultproxy.Rule{Method: http.MethodGet, Path: eventsPath, Action: faultproxy.Respond(http.StatusBadRequest, api.FaultBadRequest)})
 	f := h.followAt(proxyURL, "events", "follow", "--interval", "100ms")
 	if code := f.wait(t, 10*time.Second); code != srctl.ExitError {
-		t.Fatalf("follow ended with %d, want 1; stderr %s", code, f.err.text())
+		t.Fatalf("follow ended with %d, want 1; stderr %s", code, f.err.String())
 	}
 	errs := f.err.snapshot()
 	if len(errs) != 1 || !strings.HasPrefix(errs[0], "srctl: GET "+proxyURL) || !strings.Contains(errs[0], "400 badRequest") {
@@ -203,7 +195,7 @@ func TestFollowTablePrintsEveryEventType(t *testing.T) {
 	args := []string{"events", "follow", "--after", marker, "--limit", "2", "--interval", "100ms"}
 	f := h.follow(args...)
 	if code := f.wait(t, 10*time.Second); code != srctl.ExitOK {
-		t.Fatalf("follow ended with %d; stderr %s", code, f.err.text())
+		t.Fatalf("follow ended with %d; stderr %s", code, f.err.String())
 	}
 	out := f.out.snapshot()
 	if len(out) != 3 || !strings.Contains(out[1], `configuration_value.update  /production/db_host: (new) -> "10.0.0.4"`) ||

@@ -4,7 +4,6 @@ package srctl_test
 // (internal/registrytest), with the fixtures made through the API client.
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -13,12 +12,12 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/linetest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/srctl"
@@ -44,12 +43,7 @@ func setup(t *testing.T) *harness {
 	t.Helper()
 	reg := registrytest.Start(t)
 	h := &harness{t: t, reg: reg, user: "alice", cacheDir: t.TempDir()}
-	c, err := srapi.NewClient(srapi.Config{RegistryURL: reg.URL, Username: h.user, APIKey: testKey})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
-	h.c = c
+	h.c = registrytest.NewClient(t, reg.URL, "", h.user, testKey)
 	return h
 }
 
@@ -221,84 +215,36 @@ func wantRows(t *testing.T, what string, got [][]string, want ...[]string) {
 	}
 }
 
-// lineStream collects the lines written to a pipe, for a command that
-// runs on (events follow). It reads the pipe to its end, whatever the
-// test waits for, so that the command never blocks on a write.
+// lineStream is the lines written to a pipe, for a command that runs on
+// (events follow), read to the end whatever the test waits for, so that
+// the command never blocks on a write.
 type lineStream struct {
-	more chan struct{} // holds a token when lines were added since waitFor last looked
-	eof  chan struct{} // closed when the writer closed and all is complete
-	mu   sync.Mutex
-	all  []string
-	next int // index in all of the first line waitFor has not looked at
+	*linetest.Lines
+	next int // index of the first line waitFor has not looked at
 }
 
-func newLineStream(r io.Reader) *lineStream {
-	s := &lineStream{more: make(chan struct{}, 1), eof: make(chan struct{})}
-	go func() {
-		defer close(s.eof)
-		sc := bufio.NewScanner(r)
-		add := func(l string) {
-			s.mu.Lock()
-			s.all = append(s.all, l)
-			s.mu.Unlock()
-			select {
-			case s.more <- struct{}{}:
-			default: // a token is already waiting
-			}
-		}
-		for sc.Scan() {
-			add(sc.Text())
-		}
-		if err := sc.Err(); err != nil {
-			add("(lineStream: " + err.Error() + ")")
-			_, _ = io.Copy(io.Discard, r)
-		}
-	}()
-	return s
-}
+func newLineStream(r io.Reader) *lineStream { return &lineStream{Lines: linetest.Collect(r)} }
 
-// waitFor reads lines until one contains all of subs, failing the test
+// waitFor waits for a line that contains all of subs, failing the test
 // after d. It returns the line. Each call goes on after the line the
 // previous one returned.
 func (s *lineStream) waitFor(t *testing.T, d time.Duration, subs ...string) string {
 	t.Helper()
-	deadline := time.After(d)
-	for {
-		s.mu.Lock()
-		for s.next < len(s.all) {
-			l := s.all[s.next]
-			s.next++
-			if containsAll(l, subs) {
-				s.mu.Unlock()
-				return l
-			}
-		}
-		s.mu.Unlock()
-		select {
-		case <-s.more:
-		case <-s.eof:
-			s.mu.Lock()
-			done := s.next == len(s.all)
-			s.mu.Unlock()
-			if done {
-				t.Fatalf("stream ended before a line with %q; saw:\n%s", subs, s.text())
-			}
-		case <-deadline:
-			t.Fatalf("no line with %q within %s; saw:\n%s", subs, d, s.text())
-		}
+	l, err := s.WaitFrom(s.next, d, func(l linetest.Line) bool { return containsAll(l.Text, subs) })
+	if err != nil {
+		t.Fatalf("a line with %q: %v; saw:\n%s", subs, err, s)
 	}
+	s.next = l.Index + 1
+	return l.Text
 }
 
-func (s *lineStream) text() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return strings.Join(s.all, "\n")
-}
-
+// snapshot is the text of every line so far.
 func (s *lineStream) snapshot() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return append([]string(nil), s.all...)
+	var out []string
+	for _, l := range s.All(nil) {
+		out = append(out, l.Text)
+	}
+	return out
 }
 
 func containsAll(s string, subs []string) bool {
@@ -355,8 +301,7 @@ func (f *follower) stop(t *testing.T) int {
 	select {
 	case code := <-f.done:
 		f.done <- code // for the cleanup
-		<-f.out.eof
-		<-f.err.eof
+		f.waitEOF(t)
 		return code
 	case <-time.After(10 * time.Second):
 		t.Fatalf("events follow did not end within 10s of its cancellation")
@@ -370,12 +315,19 @@ func (f *follower) wait(t *testing.T, d time.Duration) int {
 	select {
 	case code := <-f.done:
 		f.done <- code
-		<-f.out.eof
-		<-f.err.eof
+		f.waitEOF(t)
 		return code
 	case <-time.After(d):
-		t.Fatalf("events follow did not end within %s; stdout:\n%s\nstderr:\n%s", d, f.out.text(), f.err.text())
+		t.Fatalf("events follow did not end within %s; stdout:\n%s\nstderr:\n%s", d, f.out, f.err)
 		return -1
+	}
+}
+
+// waitEOF waits until every line of the ended follow has been read.
+func (f *follower) waitEOF(t *testing.T) {
+	t.Helper()
+	if !f.out.WaitEOF(10*time.Second) || !f.err.WaitEOF(10*time.Second) {
+		t.Fatal("the output of events follow is still open after it ended")
 	}
 }
 

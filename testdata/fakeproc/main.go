@@ -35,8 +35,6 @@
 //	                     "orphans done" once the intermediate has exited
 //	--listen ADDR        serve HTTP on ADDR (e.g. 127.0.0.1:0); prints
 //	                     "listening addr=HOST:PORT"
-//	--listen-after D     start listening only after D
-//	--close-after D      stop listening D after starting; prints "closed"
 //	--http-status CODE   answer every HTTP request with CODE (default 200)
 //	--kill-self SIG      die by signal SIG (name or number) after the other
 //	                     start-up steps; core dumps are disabled first
@@ -78,8 +76,6 @@ type options struct {
 	grandchild    bool
 	orphans       int
 	listen        string
-	listenAfter   time.Duration
-	closeAfter    time.Duration
 	httpStatus    int
 	killSelf      string
 	tag           string
@@ -123,8 +119,6 @@ func main() {
 	fs.BoolVar(&o.grandchild, "grandchild", false, "start a signal-reporting grandchild in the same process group")
 	fs.IntVar(&o.orphans, "orphans", 0, "make this many orphaned zombies")
 	fs.StringVar(&o.listen, "listen", "", "serve HTTP on this address")
-	fs.DurationVar(&o.listenAfter, "listen-after", 0, "start listening after this delay")
-	fs.DurationVar(&o.closeAfter, "close-after", 0, "stop listening after this long")
 	fs.IntVar(&o.httpStatus, "http-status", http.StatusOK, "HTTP status to answer")
 	fs.StringVar(&o.killSelf, "kill-self", "", "die by this signal")
 	fs.StringVar(&o.tag, "tag", "", "prefix of every output line (used for the grandchild)")
@@ -401,9 +395,6 @@ func beOrphan(parent int) int {
 }
 
 func serve(w *out, o *options) {
-	if o.listenAfter > 0 {
-		time.Sleep(o.listenAfter)
-	}
 	ln, err := net.Listen("tcp", o.listen)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "fakeproc: listen:", err)
@@ -416,12 +407,6 @@ func serve(w *out, o *options) {
 			_, _ = io.WriteString(rw, "fakeproc\n")
 		}),
 		ReadHeaderTimeout: 5 * time.Second,
-	}
-	if o.closeAfter > 0 {
-		time.AfterFunc(o.closeAfter, func() {
-			_ = srv.Close()
-			w.println("closed")
-		})
 	}
 	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		fmt.Fprintln(os.Stderr, "fakeproc: serve:", err)

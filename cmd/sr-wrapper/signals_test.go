@@ -348,15 +348,7 @@ func TestPID1ReapsOrphans(t *testing.T) {
 		t.Fatalf("as PID 1 the wrapper does not reap orphans: %s", started.Text)
 	}
 	child := w.ready()
-	w.waitStdout(eventWait, "orphans done", exactly("orphans done"))
-	orphans := w.stdout.all(hasPrefix("orphan pid="))
-	if len(orphans) != 3 {
-		t.Fatalf("%d orphan lines, want 3", len(orphans))
-	}
-	for _, o := range orphans {
-		pid, _ := strconv.Atoi(strings.TrimPrefix(o.Text, "orphan pid="))
-		w.waitLog(eventWait, "reaped orphan", func(l line) bool { return l.Int("pid") == pid })
-	}
+	w.waitOrphansReaped(t, 3)
 	w.registered()
 
 	// From outside: the wrapper is PID 1 of its namespace, and once the
@@ -404,14 +396,7 @@ func TestSubreaperReapsOrphans(t *testing.T) {
 		t.Fatalf("with --subreaper the wrapper does not reap orphans: %s", started.Text)
 	}
 	w.ready()
-	w.waitStdout(eventWait, "orphans done", exactly("orphans done"))
-	orphans := w.stdout.all(hasPrefix("orphan pid="))
-	if len(orphans) != 3 {
-		t.Fatalf("%d orphan lines, want 3", len(orphans))
-	}
-	for _, o := range orphans {
-		pid, _ := strconv.Atoi(strings.TrimPrefix(o.Text, "orphan pid="))
-		w.waitLog(eventWait, "reaped orphan", func(l line) bool { return l.Int("pid") == pid })
+	for _, pid := range w.waitOrphansReaped(t, 3) {
 		if _, err := os.Stat(fmt.Sprintf("/proc/%d", pid)); err == nil && !alive(pid) {
 			t.Fatalf("orphan %d is still a zombie after the wrapper reported reaping it", pid)
 		}
@@ -419,6 +404,25 @@ func TestSubreaperReapsOrphans(t *testing.T) {
 	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
+}
+
+// waitOrphansReaped waits until fakeproc --orphans n has made its n
+// orphans and the wrapper has logged reaping each of them, and returns
+// their pids as fakeproc saw them.
+func (p *proc) waitOrphansReaped(t *testing.T, n int) []int {
+	t.Helper()
+	p.waitStdout(eventWait, "orphans done", exactly("orphans done"))
+	lines := p.stdout.all(hasPrefix("orphan pid="))
+	if len(lines) != n {
+		t.Fatalf("%d orphan lines, want %d", len(lines), n)
+	}
+	pids := make([]int, 0, n)
+	for _, o := range lines {
+		pid, _ := strconv.Atoi(strings.TrimPrefix(o.Text, "orphan pid="))
+		p.waitLog(eventWait, "reaped orphan", func(l line) bool { return l.Int("pid") == pid })
+		pids = append(pids, pid)
+	}
+	return pids
 }
 
 // onlyChild waits until pid has exactly one child process and returns it.

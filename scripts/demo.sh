@@ -39,6 +39,8 @@ export SR_REGISTRY_URL=$URL SR_USERNAME=demo SR_API_KEY=demo-key
 
 say "2. Follow the registry's events feed (srctl events follow)"
 "$BIN/srctl" events follow 2>"$WORK/follow.err" | tee "$WORK/events" | sed -u 's/^/   [events] /' &
+# The header comes after its first poll: from then on it reports every new event.
+wait_for TYPE cat "$WORK/events"
 
 say "3. Run a real program under sr-wrapper: a second sr-registry, as service 'demo-web'"
 "$BIN/sr-wrapper" --id=demo-web --tags=demo,http --metadata=owner=demo,env=local \

@@ -50,19 +50,20 @@ import (
 )
 
 type options struct {
-	sessions  int
-	tenants   int
-	conns     int
-	duration  time.Duration
-	rate      int
-	timeout   int
-	idleConns int
-	cpuprof   string
-	memprof   string
-	separate  bool
-	procs     int
-	child     bool
-	childMax  int
+	sessions   int
+	tenants    int
+	conns      int
+	duration   time.Duration
+	rate       int
+	timeout    int
+	idleConns  int
+	cpuprof    string
+	memprof    string
+	separate   bool
+	procs      int
+	child      bool
+	childMax   int
+	reregister int
 }
 
 func main() {
@@ -80,6 +81,7 @@ func main() {
 	flag.IntVar(&o.procs, "server-procs", 0, "GOMAXPROCS of the server child process (0: the Go default, all CPUs)")
 	flag.BoolVar(&o.child, "child-server", false, "internal: be the server child process")
 	flag.IntVar(&o.childMax, "child-session-limit", 100, "internal: per-tenant session limit of the child server")
+	flag.IntVar(&o.reregister, "reregister", 0, "instead of the heartbeat load: N wrappers of ONE tenant register at once, then re-register at once (a mass restart); 1..5000")
 	flag.Parse()
 	if o.memprof != "" {
 		runtime.MemProfileRate = 1 // every allocation, for an exact diff
@@ -87,6 +89,9 @@ func main() {
 	run := run
 	if o.child {
 		run = runChild
+	}
+	if o.reregister > 0 {
+		run = reregister
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "registryload:", err)
@@ -116,7 +121,7 @@ func run(o options) error {
 	if o.separate {
 		srv, err = startChild(perTenant, o.procs, o.cpuprof)
 	} else {
-		srv, err = startInProcess(perTenant)
+		srv, err = startInProcess(api.ResourceLimits{Session: perTenant})
 	}
 	if err != nil {
 		return err

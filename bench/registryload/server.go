@@ -44,12 +44,12 @@ func heapAfterGC() uint64 {
 
 // serve starts a dev-mode server with a temporary data dir on a loopback
 // port.
-func serve(sessionLimit int) (addr string, stop func() error, err error) {
+func serve(limits api.ResourceLimits) (addr string, stop func() error, err error) {
 	dir, err := os.MkdirTemp("", "registryload-")
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := server.New(server.Config{Dev: true, DataDir: dir, Limits: api.ResourceLimits{Session: sessionLimit}})
+	srv, err := server.New(server.Config{Dev: true, DataDir: dir, Limits: limits})
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
@@ -70,8 +70,8 @@ func serve(sessionLimit int) (addr string, stop func() error, err error) {
 	}, nil
 }
 
-func startInProcess(sessionLimit int) (serverHandle, error) {
-	addr, stop, err := serve(sessionLimit)
+func startInProcess(limits api.ResourceLimits) (serverHandle, error) {
+	addr, stop, err := serve(limits)
 	if err != nil {
 		return serverHandle{}, err
 	}
@@ -155,7 +155,7 @@ func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
 
 // runChild is the server child process.
 func runChild(o options) error {
-	addr, stop, err := serve(o.childMax)
+	addr, stop, err := serve(api.ResourceLimits{Session: o.childMax})
 	if err != nil {
 		return err
 	}

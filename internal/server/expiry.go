@@ -3,6 +3,7 @@ package server
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -140,14 +141,12 @@ func (s *Server) expireDue(due []expiryEntry, now int64) {
 }
 
 func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-
 	type expired struct {
 		sess     *session
 		services []api.Service
 	}
 	var victims []expired
+	t.wmu.Lock()
 	t.mu.Lock()
 	for _, e := range entries {
 		sess := e.sess
@@ -158,18 +157,20 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 			s.exp.push(sess) // heartbeated since: wait for the new deadline
 		default:
 			// Hidden from now on: heartbeats get 404 while the removal
-			// commits.
+			// commits. Services whose creation is still committing are
+			// listed too: on disk they come before this removal.
 			sess.gone = true
-			victims = append(victims, expired{sess: sess, services: sess.serviceViews()})
+			victims = append(victims, expired{sess: sess, services: sess.serviceViews(true)})
 		}
 	}
 	t.mu.Unlock()
 	if len(victims) == 0 {
+		t.wmu.Unlock()
 		return
 	}
 
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.store.enqueueTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
 		for _, v := range victims {
 			if err := tb.sessions.Delete([]byte(v.sess.id)); err != nil {
 				return err
@@ -185,7 +186,11 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 		}
 		return nil
 	})
-	if err != nil {
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
+	if err != nil && !errors.Is(err, errStoreClosed) {
 		// Memory forgets them all the same below (clients already see
 		// them gone); on disk they remain, so a restart restores them and
 		// they expire again, this time with their services.timeout event.
@@ -194,10 +199,7 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 
 	t.mu.Lock()
 	for _, v := range victims {
-		delete(t.sessions, v.sess.id)
-		for _, svc := range v.sess.services {
-			delete(t.services, svc.id)
-		}
+		t.forget(v.sess)
 	}
 	t.mu.Unlock()
 	for _, v := range victims {

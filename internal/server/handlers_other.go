@@ -91,64 +91,73 @@ func (s *Server) setConfiguration(c *call, id string) {
 	}
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	old, existed := t.config[id]
-	n := len(t.config)
-	t.mu.Unlock()
-	if !existed && n >= s.limits.ConfigurationValue {
+	if !existed && len(t.config) >= s.limits.ConfigurationValue {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.limitReached("configuration values", s.limits.ConfigurationValue)
 		return
 	}
+	// Applied at once, so that the next change's old_value is this one's
+	// new value.
+	t.config[id] = req.Value
+	t.mu.Unlock()
 	change := api.ConfigurationChange{ConfigurationValueID: id, NewValue: &req.Value}
 	if existed {
 		change.OldValue = &old
 	}
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := tb.config.Put([]byte(id), []byte(req.Value)); err != nil {
 			return err
 		}
 		_, err := appendEvent(tb, api.EventConfigurationUpdate, change, nowMS)
 		return err
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
 	if err != nil {
+		t.undoConfig(id, &req.Value, change.OldValue)
 		c.storeFailed("set the configuration value", err)
 		return
 	}
-	t.mu.Lock()
-	t.config[id] = req.Value
-	t.mu.Unlock()
 	c.noContent()
 }
 
 func (s *Server) deleteConfiguration(c *call, id string) {
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	old, ok := t.config[id]
-	t.mu.Unlock()
 	if !ok {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.notFound("ConfigurationValue", id)
 		return
 	}
+	delete(t.config, id)
+	t.mu.Unlock()
 	change := api.ConfigurationChange{ConfigurationValueID: id, OldValue: &old}
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := tb.config.Delete([]byte(id)); err != nil {
 			return err
 		}
 		_, err := appendEvent(tb, api.EventConfigurationRemove, change, nowMS)
 		return err
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
 	if err != nil {
+		t.undoConfig(id, nil, &old)
 		c.storeFailed("delete the configuration value", err)
 		return
 	}
-	t.mu.Lock()
-	delete(t.config, id)
-	t.mu.Unlock()
 	c.noContent()
 }
 
@@ -191,8 +200,8 @@ func (s *Server) overview(c *call) {
 	listOf(c, func(e api.OverviewEntry) string { return e.Session.ID }, func(t *tenant) []api.OverviewEntry {
 		all := make([]api.OverviewEntry, 0, len(t.sessions))
 		for _, sess := range t.sessions {
-			if !sess.gone {
-				all = append(all, api.OverviewEntry{Session: sess.view(), Services: sess.serviceViews()})
+			if sess.visible() {
+				all = append(all, api.OverviewEntry{Session: sess.view(), Services: sess.serviceViews(false)})
 			}
 		}
 		return all

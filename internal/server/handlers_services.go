@@ -25,41 +25,59 @@ func (s *Server) createService(c *call) {
 	}
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	sess := t.liveSession(req.SessionID)
 	holder := t.services[req.ID]
 	n := len(t.services)
-	t.mu.Unlock()
+	fail := func() {}
 	switch {
 	case sess == nil:
-		c.notFound("Session", req.SessionID)
-		return
+		fail = func() { c.notFound("Session", req.SessionID) }
 	case holder != nil:
-		c.fault(http.StatusBadRequest, api.FaultServiceWithThisIDExists, "Service with this id already exists",
-			fmt.Sprintf("service %q is registered by session %s; it is free again when that session is deleted or expires", req.ID, holder.sess.id))
-		return
+		fail = func() {
+			c.fault(http.StatusBadRequest, api.FaultServiceWithThisIDExists, "Service with this id already exists",
+				fmt.Sprintf("service %q is registered by session %s; it is free again when that session is deleted or expires", req.ID, holder.sess.id))
+		}
 	case n >= s.limits.Service:
-		c.limitReached("services", s.limits.Service)
+		fail = func() { c.limitReached("services", s.limits.Service) }
+	default:
+		fail = nil
+	}
+	if fail != nil {
+		t.mu.Unlock()
+		t.wmu.Unlock()
+		fail()
 		return
 	}
-	svc := &service{sess: sess, id: req.ID, tags: req.Tags, metadata: emptyToNil(req.Metadata)}
+	// Its id is taken and counted from now on; it is listed once on disk.
+	svc := &service{sess: sess, id: req.ID, tags: req.Tags, metadata: emptyToNil(req.Metadata), pending: true}
+	t.services[svc.id] = svc
+	sess.services = append(sess.services, svc)
 	view := svc.view()
+	t.mu.Unlock()
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := putJSON(tb.services, view.ID, view); err != nil {
 			return err
 		}
 		_, err := appendEvent(tb, api.EventServiceJoin, view, nowMS)
 		return err
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
+	t.mu.Lock()
 	if err != nil {
+		if t.services[svc.id] == svc {
+			delete(t.services, svc.id)
+		}
+		sess.removeService(svc)
+		t.mu.Unlock()
 		c.storeFailed("create the service", err)
 		return
 	}
-	t.mu.Lock()
-	t.services[svc.id] = svc
-	sess.services = append(sess.services, svc)
+	svc.pending = false
 	t.mu.Unlock()
 	s.log.Debug("service created", zap.String("tenant", t.id), zap.String("service_id", svc.id), zap.String("session_id", sess.id))
 	c.created(c.tenantURL("/services/"+svc.id), nil)
@@ -98,58 +116,77 @@ func (s *Server) updateService(c *call, id string) {
 	}
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	svc := t.liveService(id)
-	var next service
-	if svc != nil {
-		next = *svc
-		if req.Tags != nil {
-			next.tags = req.Tags
-		}
-		if req.Metadata != nil {
-			next.metadata = emptyToNil(req.Metadata)
-		}
-	}
-	t.mu.Unlock()
 	if svc == nil {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.notFound("Service", id)
 		return
 	}
-	view := next.view()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	// Applied at once, so that the next decision builds on this one.
+	oldTags, oldMetadata := svc.tags, svc.metadata
+	if req.Tags != nil {
+		svc.tags = req.Tags
+	}
+	if req.Metadata != nil {
+		svc.metadata = emptyToNil(req.Metadata)
+	}
+	svc.writes++
+	mine := svc.writes
+	view := svc.view()
+	t.mu.Unlock()
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return putJSON(tb.services, id, view)
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
 	if err != nil {
+		t.mu.Lock()
+		if svc.writes == mine {
+			// No later update built on this one: undo it.
+			svc.tags, svc.metadata = oldTags, oldMetadata
+		}
+		t.mu.Unlock()
 		c.storeFailed("update the service", err)
 		return
 	}
-	t.mu.Lock()
-	svc.tags, svc.metadata = next.tags, next.metadata
-	t.mu.Unlock()
 	c.noContent()
 }
 
 func (s *Server) deleteService(c *call, id string) {
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	svc := t.liveService(id)
-	t.mu.Unlock()
 	if svc == nil {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.notFound("Service", id)
 		return
 	}
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	// Hidden at once; its id stays taken until the removal is on disk.
+	svc.deleting = true
+	t.mu.Unlock()
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return tb.services.Delete([]byte(id))
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
+	t.mu.Lock()
 	if err != nil {
+		svc.deleting = false
+		t.mu.Unlock()
 		c.storeFailed("delete the service", err)
 		return
 	}
-	t.mu.Lock()
-	delete(t.services, id)
+	if t.services[id] == svc {
+		delete(t.services, id)
+	}
 	svc.sess.removeService(svc)
 	t.mu.Unlock()
 	c.noContent()

@@ -50,38 +50,47 @@ func (s *Server) createSession(c *call) {
 	token := uuid.Must(uuid.NewUUID())
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
-
 	t.mu.Lock()
 	n := len(t.sessions)
 	id := newSessionID()
 	for t.sessions[id] != nil {
 		id = newSessionID()
 	}
-	t.mu.Unlock()
 	if n >= s.limits.Session {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.limitReached("sessions", s.limits.Session)
 		return
 	}
+	// Counted and its id taken from now on, invisible until it is on disk.
 	sess := &session{
 		t:        t,
 		id:       id,
 		timeout:  int32(req.HeartbeatTimeout),
+		pending:  true,
 		created:  time.Now().UnixMilli(),
 		metadata: emptyToNil(req.Metadata),
 		cur:      token,
 	}
+	t.sessions[id] = sess
+	t.mu.Unlock()
 	rec := sess.stored()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return putJSON(tb.sessions, id, rec)
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
+	t.mu.Lock()
 	if err != nil {
+		delete(t.sessions, id)
+		t.mu.Unlock()
 		c.storeFailed("create the session", err)
 		return
 	}
-	t.mu.Lock()
+	sess.pending = false
 	sess.deadline = s.mono() + int64(time.Duration(sess.timeout)*time.Second)
-	t.sessions[id] = sess
 	s.exp.push(sess)
 	t.mu.Unlock()
 	s.log.Debug("session created", zap.String("tenant", t.id), zap.String("session_id", id),
@@ -132,7 +141,7 @@ func (s *Server) listSessions(c *call) {
 	listOf(c, func(v api.Session) string { return v.ID }, func(t *tenant) []api.Session {
 		all := make([]api.Session, 0, len(t.sessions))
 		for _, sess := range t.sessions {
-			if !sess.gone {
+			if sess.visible() {
 				all = append(all, sess.view())
 			}
 		}
@@ -154,34 +163,51 @@ func (s *Server) updateSession(c *call, id string) {
 	}
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	sess := t.liveSession(id)
-	var rec storedSession
-	if sess != nil {
-		rec = sess.stored()
-	}
-	t.mu.Unlock()
 	if sess == nil {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.notFound("Session", id)
 		return
 	}
+	// Applied at once, so that the next decision builds on this one.
+	old := sess.stored()
+	rec := old
 	if req.HeartbeatTimeout != nil {
 		rec.HeartbeatTimeout = *req.HeartbeatTimeout
 	}
 	if req.Metadata != nil {
 		rec.Metadata = emptyToNil(req.Metadata)
 	}
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	s.setDefinition(sess, rec)
+	sess.writes++
+	mine := sess.writes
+	t.mu.Unlock()
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		return putJSON(tb.sessions, id, rec)
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
 	if err != nil {
+		t.mu.Lock()
+		if sess.writes == mine {
+			// No later update built on this one: undo it.
+			s.setDefinition(sess, old)
+		}
+		t.mu.Unlock()
 		c.storeFailed("update the session", err)
 		return
 	}
-	t.mu.Lock()
+	c.noContent()
+}
+
+// setDefinition gives sess the timeout and metadata of rec. The deadline
+// stays "last heartbeat (or creation) + timeout". t.mu must be held.
+func (s *Server) setDefinition(sess *session, rec storedSession) {
 	if old := int64(sess.timeout); int64(rec.HeartbeatTimeout) != old {
-		// The deadline stays "last heartbeat (or creation) + timeout".
 		sess.deadline += (int64(rec.HeartbeatTimeout) - old) * int64(time.Second)
 		sess.timeout = int32(rec.HeartbeatTimeout)
 		if sess.deadline < sess.queued {
@@ -189,30 +215,27 @@ func (s *Server) updateSession(c *call, id string) {
 		}
 	}
 	sess.metadata = rec.Metadata
-	t.mu.Unlock()
-	c.noContent()
 }
 
 func (s *Server) deleteSession(c *call, id string) {
 	t := c.t
 	t.wmu.Lock()
-	defer t.wmu.Unlock()
 	t.mu.Lock()
 	sess := t.liveSession(id)
-	var serviceIDs []string
-	if sess != nil {
-		// Hidden at once: heartbeats get 404 while the removal commits.
-		sess.gone = true
-		for _, svc := range sess.services {
-			serviceIDs = append(serviceIDs, svc.id)
-		}
-	}
-	t.mu.Unlock()
 	if sess == nil {
+		t.mu.Unlock()
+		t.wmu.Unlock()
 		c.notFound("Session", id)
 		return
 	}
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
+	// Hidden at once: heartbeats get 404 while the removal commits.
+	sess.gone = true
+	serviceIDs := make([]string, 0, len(sess.services))
+	for _, svc := range sess.services {
+		serviceIDs = append(serviceIDs, svc.id)
+	}
+	t.mu.Unlock()
+	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
 		if err := tb.sessions.Delete([]byte(id)); err != nil {
 			return err
 		}
@@ -223,17 +246,19 @@ func (s *Server) deleteSession(c *call, id string) {
 		}
 		return nil
 	})
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
 	t.mu.Lock()
 	if err != nil {
 		sess.gone = false
+		s.exp.push(sess) // the expiry loop dropped it while it was gone
 		t.mu.Unlock()
 		c.storeFailed("delete the session", err)
 		return
 	}
-	delete(t.sessions, id)
-	for _, sid := range serviceIDs {
-		delete(t.services, sid)
-	}
+	t.forget(sess)
 	t.mu.Unlock()
 	s.log.Debug("session deleted", zap.String("tenant", t.id), zap.String("session_id", id), zap.Int("services", len(serviceIDs)))
 	c.noContent()

@@ -16,12 +16,20 @@ import (
 // tenant is one account's live state. Memory is the source of truth for
 // reads; bbolt is the source of truth across restarts.
 //
-// Locking: wmu serialises the tenant's mutations and is held across their
-// commit, so that the order of writes on disk (and of events in the feed)
-// is the order in which they were decided. mu guards the maps and the
-// sessions' fields and is only ever held for memory work, never across I/O,
-// so heartbeats and reads are not delayed by an fsync. Lock order:
-// wmu, then mu, then the expirer's lock.
+// Locking: wmu serialises the tenant's mutations while they are decided
+// and queued for commit (store.enqueue), so that the order of writes on
+// disk (and of events in the feed) is the order in which they were
+// decided; it is released before the commit is waited for, so that the
+// tenant's next mutations share the next fsync instead of waiting for this
+// one. mu guards the maps and the sessions' fields and is only ever held
+// for memory work, never across I/O, so heartbeats and reads are not
+// delayed by an fsync. Lock order: wmu, then mu, then the expirer's lock.
+//
+// A decided mutation is applied to memory at once, so that the next
+// decision sees it: a create is counted and its id taken but it stays
+// invisible (pending) until it is on disk; a delete hides its object at
+// once; an update is visible at once. When a commit fails the mutation is
+// undone in memory, unless a later one has built on it.
 type tenant struct {
 	id string
 
@@ -52,9 +60,11 @@ type session struct {
 	t  *tenant
 	id string
 
-	timeout  int32 // seconds
-	gone     bool  // deleted or expired; waiting for its removal to commit
-	restored bool  // loaded from disk: the token chain is unknown
+	timeout  int32  // seconds
+	writes   uint32 // updates decided so far, to undo only the latest
+	pending  bool   // created, waiting for its creation to commit
+	gone     bool   // deleted or expired; waiting for its removal to commit
+	restored bool   // loaded from disk: the token chain is unknown
 	hasPrev  bool
 	created  int64 // unix ms
 	lastSeen int64 // unix ms of the last heartbeat, 0 before the first
@@ -72,6 +82,9 @@ type service struct {
 	id       string
 	tags     []string
 	metadata map[string]string
+	writes   uint32 // updates decided so far, to undo only the latest
+	pending  bool   // created, waiting for its creation to commit
+	deleting bool   // deleted, waiting for its removal to commit
 }
 
 func (s *session) view() api.Session {
@@ -102,11 +115,14 @@ func (s *session) removeService(svc *service) {
 	}
 }
 
-// serviceViews returns the session's services sorted by id.
-func (s *session) serviceViews() []api.Service {
+// serviceViews returns the session's services sorted by id: the listed
+// ones, or with pending also those whose creation is still committing.
+func (s *session) serviceViews(pending bool) []api.Service {
 	out := make([]api.Service, 0, len(s.services))
 	for _, svc := range s.services {
-		out = append(out, svc.view())
+		if !svc.deleting && (pending || !svc.pending) {
+			out = append(out, svc.view())
+		}
 	}
 	sortByID(out, func(v api.Service) string { return v.ID })
 	return out
@@ -125,19 +141,53 @@ func (svc *service) view() api.Service {
 	}
 }
 
-// live reports whether the service is visible: its session has not been
-// deleted or expired.
-func (svc *service) live() bool { return !svc.sess.gone }
+// live reports whether the service is visible: on disk, not being
+// deleted, and its session has not been deleted or expired.
+func (svc *service) live() bool { return !svc.pending && !svc.deleting && !svc.sess.gone }
 
 func (svc *service) hasTag(tag string) bool { return slices.Contains(svc.tags, tag) }
 
-// liveSession returns the session with that id unless it is gone. mu must
-// be held.
+// liveSession returns the session with that id unless it is gone or not
+// yet on disk. mu must be held.
 func (t *tenant) liveSession(id string) *session {
-	if s := t.sessions[id]; s != nil && !s.gone {
+	if s := t.sessions[id]; s != nil && s.visible() {
 		return s
 	}
 	return nil
+}
+
+// visible reports whether the session is listed: on disk and not deleted
+// or expired.
+func (s *session) visible() bool { return !s.gone && !s.pending }
+
+// forget removes a deleted or expired session and its services from the
+// maps, once the removal is on disk. mu must be held.
+func (t *tenant) forget(sess *session) {
+	if t.sessions[sess.id] == sess {
+		delete(t.sessions, sess.id)
+	}
+	for _, svc := range sess.services {
+		if t.services[svc.id] == svc {
+			delete(t.services, svc.id)
+		}
+	}
+}
+
+// undoConfig puts back the value a failed change replaced (nil: absent),
+// unless a later change has set the id since (the value is no longer the
+// failed change's, set; nil: deleted). It takes mu.
+func (t *tenant) undoConfig(id string, set, old *string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	cur, ok := t.config[id]
+	if ok != (set != nil) || (ok && cur != *set) {
+		return
+	}
+	if old == nil {
+		delete(t.config, id)
+	} else {
+		t.config[id] = *old
+	}
 }
 
 // liveService returns the service with that id unless its session is gone.

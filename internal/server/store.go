@@ -126,28 +126,46 @@ func openStore(dir string) (*store, error) {
 // is retried alone), so it must only write to the transaction and to
 // variables it overwrites.
 func (st *store) commit(ctx context.Context, fn func(*bolt.Tx) error) error {
+	p, err := st.enqueue(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return p.wait()
+}
+
+// pending is a queued commit; wait returns its outcome once it is on disk
+// (or failed).
+type pending struct{ err chan error }
+
+func (p pending) wait() error { return <-p.err }
+
+// enqueue queues fn (see commit) and returns without waiting for it.
+// Commits run in the order they were queued. A mutation is decided under
+// its tenant's lock and queued before that lock is released, so that the
+// tenant's writes reach the disk in the order they were decided; the
+// caller waits for the commit after releasing the lock, so that the next
+// decision does not wait for this fsync and shares the next one instead.
+func (st *store) enqueue(ctx context.Context, fn func(*bolt.Tx) error) (pending, error) {
 	req := &commitReq{fn: fn, err: make(chan error, 1)}
 	st.mu.RLock()
+	defer st.mu.RUnlock()
 	if st.closed {
-		st.mu.RUnlock()
-		return errStoreClosed
+		return pending{}, errStoreClosed
 	}
 	select {
 	case st.queue <- req:
-		st.mu.RUnlock()
+		// Once queued, the commit happens whatever the caller's context
+		// says: waiting for it keeps memory and disk in step.
+		return pending{req.err}, nil
 	case <-ctx.Done():
-		st.mu.RUnlock()
-		return fmt.Errorf("queue commit: %w", ctx.Err())
+		return pending{}, fmt.Errorf("queue commit: %w", ctx.Err())
 	}
-	// Once queued, the commit happens whatever the caller's context says:
-	// waiting for it keeps memory and disk in step.
-	return <-req.err
 }
 
-// commitTenant is commit with the tenant's buckets, created if needed:
+// enqueueTenant is enqueue with the tenant's buckets, created if needed:
 // what every mutation of one tenant needs.
-func (st *store) commitTenant(ctx context.Context, tenant string, fn func(*tenantBuckets) error) error {
-	return st.commit(ctx, func(tx *bolt.Tx) error {
+func (st *store) enqueueTenant(ctx context.Context, tenant string, fn func(*tenantBuckets) error) (pending, error) {
+	return st.enqueue(ctx, func(tx *bolt.Tx) error {
 		tb, err := writeTenant(tx, tenant)
 		if err != nil {
 			return err

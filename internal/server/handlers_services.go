@@ -1,13 +1,12 @@
 package server
 
 import (
-	"fmt"
-	"net/http"
-	"time"
+	"slices"
 
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 func (s *Server) createService(c *call) {
@@ -23,87 +22,42 @@ func (s *Server) createService(c *call) {
 	) {
 		return
 	}
-	t := c.t
-	t.wmu.Lock()
-	t.mu.Lock()
-	sess := t.liveSession(req.SessionID)
-	holder := t.services[req.ID]
-	n := len(t.services)
-	fail := func() {}
-	switch {
-	case sess == nil:
-		fail = func() { c.notFound("Session", req.SessionID) }
-	case holder != nil:
-		fail = func() {
-			c.fault(http.StatusBadRequest, api.FaultServiceWithThisIDExists, "Service with this id already exists",
-				fmt.Sprintf("service %q is registered by session %s; it is free again when that session is deleted or expires", req.ID, holder.sess.id))
-		}
-	case n >= s.limits.Service:
-		fail = func() { c.limitReached("services", s.limits.Service) }
-	default:
-		fail = nil
+	tags := req.Tags
+	if tags == nil {
+		tags = []string{}
 	}
-	if fail != nil {
-		t.mu.Unlock()
-		t.wmu.Unlock()
-		fail()
+	svc := api.Service{ID: req.ID, SessionID: req.SessionID, Tags: tags, Metadata: req.Metadata}
+	if svc.Metadata == nil {
+		svc.Metadata = map[string]string{}
+	}
+	if err := s.store.CreateService(c.r.Context(), c.tenant, svc); err != nil {
+		// The only object a create can miss is the session.
+		c.storeFault(err, "create the service", "Session", req.SessionID)
 		return
 	}
-	// Its id is taken and counted from now on; it is listed once on disk.
-	svc := &service{sess: sess, id: req.ID, tags: req.Tags, metadata: emptyToNil(req.Metadata), pending: true}
-	t.services[svc.id] = svc
-	sess.services = append(sess.services, svc)
-	view := svc.view()
-	t.mu.Unlock()
-	nowMS := time.Now().UnixMilli()
-	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
-		if err := putJSON(tb.services, view.ID, view); err != nil {
-			return err
-		}
-		_, err := appendEvent(tb, api.EventServiceJoin, view, nowMS)
-		return err
-	})
-	t.wmu.Unlock()
-	if err == nil {
-		err = p.wait()
-	}
-	t.mu.Lock()
-	if err != nil {
-		if t.services[svc.id] == svc {
-			delete(t.services, svc.id)
-		}
-		sess.removeService(svc)
-		t.mu.Unlock()
-		c.storeFailed("create the service", err)
-		return
-	}
-	svc.pending = false
-	t.mu.Unlock()
-	s.log.Debug("service created", zap.String("tenant", t.id), zap.String("service_id", svc.id), zap.String("session_id", sess.id))
-	c.created(c.tenantURL("/services/"+svc.id), nil)
+	s.log.Debug("service created", zap.String("tenant", c.tenant), zap.String("service_id", req.ID), zap.String("session_id", req.SessionID))
+	c.created(c.tenantURL("/services/"+req.ID), nil)
 }
 
 func (s *Server) getService(c *call, id string) {
-	getOne(c, "Service", id, func(t *tenant) (api.Service, bool) {
-		if svc := t.liveService(id); svc != nil {
-			return svc.view(), true
-		}
-		return api.Service{}, false
-	})
+	v, err := s.store.Service(c.r.Context(), c.tenant, id)
+	getOne(c, v, err, "Service", id)
 }
 
 func (s *Server) listServices(c *call) {
 	q := c.r.URL.Query()
 	tag, byTag := q.Get("tag"), q.Has("tag")
-	listOf(c, func(v api.Service) string { return v.ID }, func(t *tenant) []api.Service {
-		all := make([]api.Service, 0, len(t.services))
-		for _, svc := range t.services {
-			if svc.live() && (!byTag || svc.hasTag(tag)) {
-				all = append(all, svc.view())
+	all, err := s.store.Services(c.r.Context(), c.tenant)
+	if byTag {
+		kept := all[:0]
+		for _, svc := range all {
+			if slices.Contains(svc.Tags, tag) {
+				kept = append(kept, svc)
 			}
 		}
-		return all
-	})
+		all = kept
+	}
+	listOf(c, all, err, "services", func(v api.Service) string { return v.ID })
 }
 
 func (s *Server) updateService(c *call, id string) {
@@ -114,80 +68,17 @@ func (s *Server) updateService(c *call, id string) {
 	if !c.valid(api.ValidateTags(req.Tags), api.ValidateMetadata("metadata", req.Metadata)) {
 		return
 	}
-	t := c.t
-	t.wmu.Lock()
-	t.mu.Lock()
-	svc := t.liveService(id)
-	if svc == nil {
-		t.mu.Unlock()
-		t.wmu.Unlock()
-		c.notFound("Service", id)
-		return
-	}
-	// Applied at once, so that the next decision builds on this one.
-	oldTags, oldMetadata := svc.tags, svc.metadata
-	if req.Tags != nil {
-		svc.tags = req.Tags
-	}
-	if req.Metadata != nil {
-		svc.metadata = emptyToNil(req.Metadata)
-	}
-	svc.writes++
-	mine := svc.writes
-	view := svc.view()
-	t.mu.Unlock()
-	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
-		return putJSON(tb.services, id, view)
-	})
-	t.wmu.Unlock()
-	if err == nil {
-		err = p.wait()
-	}
-	if err != nil {
-		t.mu.Lock()
-		if svc.writes == mine {
-			// No later update built on this one: undo it.
-			svc.tags, svc.metadata = oldTags, oldMetadata
-		}
-		t.mu.Unlock()
-		c.storeFailed("update the service", err)
+	if err := s.store.UpdateService(c.r.Context(), c.tenant, id, store.ServiceUpdate{Tags: req.Tags, Metadata: req.Metadata}); err != nil {
+		c.storeFault(err, "update the service", "Service", id)
 		return
 	}
 	c.noContent()
 }
 
 func (s *Server) deleteService(c *call, id string) {
-	t := c.t
-	t.wmu.Lock()
-	t.mu.Lock()
-	svc := t.liveService(id)
-	if svc == nil {
-		t.mu.Unlock()
-		t.wmu.Unlock()
-		c.notFound("Service", id)
+	if err := s.store.DeleteService(c.r.Context(), c.tenant, id); err != nil {
+		c.storeFault(err, "delete the service", "Service", id)
 		return
 	}
-	// Hidden at once; its id stays taken until the removal is on disk.
-	svc.deleting = true
-	t.mu.Unlock()
-	p, err := s.store.enqueueTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
-		return tb.services.Delete([]byte(id))
-	})
-	t.wmu.Unlock()
-	if err == nil {
-		err = p.wait()
-	}
-	t.mu.Lock()
-	if err != nil {
-		svc.deleting = false
-		t.mu.Unlock()
-		c.storeFailed("delete the service", err)
-		return
-	}
-	if t.services[id] == svc {
-		delete(t.services, id)
-	}
-	svc.sess.removeService(svc)
-	t.mu.Unlock()
 	c.noContent()
 }

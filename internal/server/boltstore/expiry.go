@@ -1,4 +1,4 @@
-package server
+package boltstore
 
 import (
 	"container/heap"
@@ -88,7 +88,7 @@ func (e *expirer) next(now int64) time.Duration {
 }
 
 // runExpiry expires sessions on time until stop is closed.
-func (s *Server) runExpiry(stop <-chan struct{}) {
+func (s *Store) runExpiry(stop <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var buf []expiryEntry
@@ -121,7 +121,7 @@ func (s *Server) runExpiry(stop <-chan struct{}) {
 // expired sessions are removed in one transaction, and tenants are handled
 // concurrently so that their transactions share fsyncs. A mass expiry of
 // thousands of sessions therefore still finishes well within a second.
-func (s *Server) expireDue(due []expiryEntry, now int64) {
+func (s *Store) expireDue(due []expiryEntry, now int64) {
 	byTenant := map[*tenant][]expiryEntry{}
 	for _, e := range due {
 		byTenant[e.sess.t] = append(byTenant[e.sess.t], e)
@@ -140,7 +140,7 @@ func (s *Server) expireDue(due []expiryEntry, now int64) {
 	wg.Wait()
 }
 
-func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
+func (s *Store) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	type expired struct {
 		sess     *session
 		services []api.Service
@@ -170,7 +170,7 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	}
 
 	nowMS := time.Now().UnixMilli()
-	p, err := s.store.enqueueTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.file.enqueueTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
 		for _, v := range victims {
 			if err := tb.sessions.Delete([]byte(v.sess.id)); err != nil {
 				return err
@@ -190,7 +190,7 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	if err == nil {
 		err = p.wait()
 	}
-	if err != nil && !errors.Is(err, errStoreClosed) {
+	if err != nil && !errors.Is(err, errClosed) {
 		// Memory forgets them all the same below (clients already see
 		// them gone); on disk they remain, so a restart restores them and
 		// they expire again, this time with their services.timeout event.

@@ -1,4 +1,4 @@
-package server
+package boltstore
 
 import (
 	"maps"
@@ -6,11 +6,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
-
-	"github.com/google/uuid"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // tenant is one account's live state. Memory is the source of truth for
@@ -39,10 +37,6 @@ type tenant struct {
 	sessions map[string]*session
 	services map[string]*service
 	config   map[string]string
-
-	// Requests in the current 24-hour window, for GET /limits.
-	rateWindow atomic.Int64 // start of the window, unix ms
-	rateUsed   atomic.Int64
 }
 
 func newTenant(id string) *tenant {
@@ -64,14 +58,13 @@ type session struct {
 	writes   uint32 // updates decided so far, to undo only the latest
 	pending  bool   // created, waiting for its creation to commit
 	gone     bool   // deleted or expired; waiting for its removal to commit
-	restored bool   // loaded from disk: the token chain is unknown
-	hasPrev  bool
-	created  int64 // unix ms
-	lastSeen int64 // unix ms of the last heartbeat, 0 before the first
-	deadline int64 // monotonic ns (Server.mono) after which it expires
-	queued   int64 // deadline of its current entry in the expiry heap
-	cur      uuid.UUID
-	prev     uuid.UUID
+	created  int64  // unix ms
+	lastSeen int64  // unix ms of the last heartbeat, 0 before the first
+	deadline int64  // monotonic ns (Store.mono) after which it expires
+	queued   int64  // deadline of its current entry in the expiry heap
+	// chain is the heartbeat token chain; Unknown for a session restored
+	// from disk.
+	chain    store.Chain
 	metadata map[string]string
 	services []*service
 }
@@ -145,7 +138,6 @@ func (svc *service) view() api.Service {
 // deleted, and its session has not been deleted or expired.
 func (svc *service) live() bool { return !svc.pending && !svc.deleting && !svc.sess.gone }
 
-func (svc *service) hasTag(tag string) bool { return slices.Contains(svc.tags, tag) }
 
 // liveSession returns the session with that id unless it is gone or not
 // yet on disk. mu must be held.
@@ -209,16 +201,6 @@ func (t *tenant) configUnder(prefix string) []api.ConfigurationValue {
 		}
 	}
 	return out
-}
-
-// countRequest counts a request in the tenant's 24-hour window.
-func (t *tenant) countRequest(nowMS int64) {
-	const window = 24 * 60 * 60 * 1000
-	start := t.rateWindow.Load()
-	if nowMS-start >= window && t.rateWindow.CompareAndSwap(start, nowMS) {
-		t.rateUsed.Store(0)
-	}
-	t.rateUsed.Add(1)
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -61,7 +61,12 @@ func timeoutEvents(t testing.TB, c *client) [][]api.Service {
 
 func TestExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T) {
 	t.Parallel()
-	reg := registrytest.Start(t)
+	forEachStore(t, testExpiryRemovesSessionAndServicesWithOneEvent)
+}
+
+func testExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T, st storeKind) {
+	t.Parallel()
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 
 	// A heartbeated session must outlive its timeout meanwhile.
@@ -111,7 +116,12 @@ func TestExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T) {
 
 func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
 	t.Parallel()
-	reg := registrytest.Start(t)
+	forEachStore(t, testDeleteSessionRemovesServicesAtOnceWithoutEvent)
+}
+
+func testDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T, st storeKind) {
+	t.Parallel()
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(3, nil)
 	c.createService("web-1", sid, nil, nil).want(t, http.StatusCreated)
@@ -146,7 +156,12 @@ func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
 
 func TestShorterTimeoutTakesEffect(t *testing.T) {
 	t.Parallel()
-	reg := registrytest.Start(t)
+	forEachStore(t, testShorterTimeoutTakesEffect)
+}
+
+func testShorterTimeoutTakesEffect(t *testing.T, st storeKind) {
+	t.Parallel()
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(30, nil)
 	created := time.Now()
@@ -220,8 +235,13 @@ func TestRestoredSessionsGetAFreshTimeoutAndAnyToken(t *testing.T) {
 
 func TestMassExpiryStaysWithinTheBound(t *testing.T) {
 	t.Parallel()
+	forEachStore(t, testMassExpiryStaysWithinTheBound)
+}
+
+func testMassExpiryStaysWithinTheBound(t *testing.T, st storeKind) {
+	t.Parallel()
 	const n = 500
-	reg := registrytest.Start(t, registrytest.WithLimits(api.ResourceLimits{Session: n, Service: n}))
+	reg := st.start(t, registrytest.WithLimits(api.ResourceLimits{Session: n, Service: n}))
 	c := newClient(t, reg, "alice")
 	ids := make([]string, n)
 	errs := make(chan error, 16)

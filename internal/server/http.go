@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -64,10 +65,34 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.authenticate(c)
 	case strings.HasPrefix(path, "/v1.0/"):
 		s.serveTenant(c, path[len("/v1.0/"):])
+	case path == "/healthz" || path == "/readyz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			c.methodNotAllowed(http.MethodGet, http.MethodHead)
+			return
+		}
+		s.health(c, path == "/readyz")
 	default:
 		c.notFoundPath()
 	}
 }
+
+// health answers GET /healthz (the process serves: always 200) and GET
+// /readyz (its store answers now: 200, else 503 with the reason), for
+// load balancers. Neither needs a token.
+func (s *Server) health(c *call, ready bool) {
+	if ready {
+		ctx, cancel := context.WithTimeout(c.r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.store.Ready(ctx); err != nil {
+			c.fault(http.StatusServiceUnavailable, api.FaultSystemFailure, "Not ready", err.Error())
+			return
+		}
+	}
+	c.json(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyTimeout bounds /readyz's check of the store.
+const readyTimeout = 3 * time.Second
 
 // serveTenant authenticates a /v1.0/{tenant}/... request and routes it.
 func (s *Server) serveTenant(c *call, rest string) {

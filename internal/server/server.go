@@ -18,7 +18,9 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/boltstore"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/etcdstore"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
@@ -42,8 +44,12 @@ const (
 // Config configures a Server. Zero values mean the documented default.
 type Config struct {
 	// DataDir holds the bbolt file (registry.db) of the default store.
-	// Created if missing.
+	// Created if missing. Exclusive with Etcd.
 	DataDir string
+	// Etcd, when not nil, keeps the state in etcd instead
+	// (internal/server/etcdstore), shared by every frontend on the same
+	// etcd cluster and prefix.
+	Etcd *etcdconf.Config
 	// Dev accepts any username and API key; each username is its own
 	// tenant, DevTenantID(username).
 	Dev bool
@@ -81,8 +87,11 @@ type Server struct {
 // New opens (or creates) the store, restoring its sessions, services and
 // configuration, and starts its expiry.
 func New(cfg Config) (*Server, error) {
-	if cfg.DataDir == "" {
+	switch {
+	case cfg.DataDir == "" && cfg.Etcd == nil:
 		return nil, errors.New("new server: data dir is required")
+	case cfg.DataDir != "" && cfg.Etcd != nil:
+		return nil, errors.New("new server: a data dir and an etcd store are exclusive: give one")
 	}
 	if !cfg.Dev && len(cfg.Credentials) == 0 {
 		return nil, errors.New("new server: no way to authenticate: enable dev mode or give credentials")
@@ -112,7 +121,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
-	st, err := boltstore.Open(cfg.DataDir, opts, log)
+	var st store.Store
+	if cfg.Etcd != nil {
+		st, err = etcdstore.Open(etcdstore.Config{Etcd: *cfg.Etcd, Store: opts, Logger: log})
+	} else {
+		st, err = boltstore.Open(cfg.DataDir, opts, log)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
@@ -128,6 +142,10 @@ func New(cfg Config) (*Server, error) {
 		txnPrefix: "sr-" + hex.EncodeToString(rnd[:]) + "-",
 	}, nil
 }
+
+// Ready returns nil when the store answers requests now (what GET
+// /readyz reports).
+func (s *Server) Ready(ctx context.Context) error { return s.store.Ready(ctx) }
 
 // Handler returns the HTTP handler of the identity endpoint
 // (/v2.0/tokens) and the API (/v1.0/{tenant}/...).

@@ -138,7 +138,6 @@ func (svc *service) view() api.Service {
 // deleted, and its session has not been deleted or expired.
 func (svc *service) live() bool { return !svc.pending && !svc.deleting && !svc.sess.gone }
 
-
 // liveSession returns the session with that id unless it is gone or not
 // yet on disk. mu must be held.
 func (t *tenant) liveSession(id string) *session {

@@ -47,7 +47,9 @@ type Config struct {
 	// missing.
 	DataDir string
 	// Dev accepts any username and API key; each username is its own
-	// tenant, DevTenantID(username).
+	// tenant, DevTenantID(username). Tenants of the older, 10-digit dev
+	// ids are moved to their new ids at start (see the package
+	// documentation).
 	Dev bool
 	// Credentials are the accounts that may authenticate (see
 	// LoadCredentials). Without Dev at least one is required.

@@ -254,8 +254,19 @@ func TestTokenExpiresHasANumericOffsetTheJavaClientReads(t *testing.T) {
 	}
 }
 
-// The Java client keeps tenant ids as 32-bit integers.
+// The Java client reads token.tenant into a map of 32-bit integers: both
+// its id and its name must be numbers below 2^31.
 func TestDevTenantIDsFitIn32Bits(t *testing.T) {
+	reg := registrytest.Start(t)
+	for _, u := range []string{"bob", "user@example.com", "a/b c"} {
+		var ar api.AuthResponse
+		postTokens(t, reg.AuthURL, `{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"`+u+`","apiKey":"k"}}}`).want(t, http.StatusOK).decode(t, &ar)
+		for field, v := range map[string]string{"id": ar.Access.Token.Tenant.ID, "name": ar.Access.Token.Tenant.Name} {
+			if _, err := strconv.ParseInt(v, 10, 32); err != nil {
+				t.Errorf("token.tenant.%s of %q is %q: not a 32-bit integer", field, u, v)
+			}
+		}
+	}
 	for i := range 20000 {
 		u := "user-" + strconv.Itoa(i)
 		id := server.DevTenantID(u)

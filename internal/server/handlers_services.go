@@ -127,7 +127,7 @@ func (s *Server) updateService(c *call, id string) {
 	t.mu.Lock()
 	svc.tags, svc.metadata = next.tags, next.metadata
 	t.mu.Unlock()
-	c.noContent()
+	c.updated(c.tenantURL("/services/" + id))
 }
 
 func (s *Server) deleteService(c *call, id string) {

@@ -190,7 +190,7 @@ func (s *Server) updateSession(c *call, id string) {
 	}
 	sess.metadata = rec.Metadata
 	t.mu.Unlock()
-	c.noContent()
+	c.updated(c.tenantURL("/sessions/" + id))
 }
 
 func (s *Server) deleteSession(c *call, id string) {

@@ -47,7 +47,9 @@ type Config struct {
 	// missing.
 	DataDir string
 	// Dev accepts any username and API key; each username is its own
-	// tenant, DevTenantID(username).
+	// tenant, DevTenantID(username). Tenants of the older, 10-digit dev
+	// ids are moved to their new ids at start (see the package
+	// documentation).
 	Dev bool
 	// Credentials are the accounts that may authenticate (see
 	// LoadCredentials). Without Dev at least one is required.
@@ -131,6 +133,12 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
+	if cfg.Dev {
+		if err := moveOldDevTenants(st, cfg.Credentials, log); err != nil {
+			_ = st.close()
+			return nil, fmt.Errorf("new server: %w", err)
+		}
+	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	s := &Server{
@@ -153,6 +161,37 @@ func New(cfg Config) (*Server, error) {
 	go func() { defer s.bg.Done(); s.runExpiry(s.stop) }()
 	go func() { defer s.bg.Done(); s.housekeeping(s.stop) }()
 	return s, nil
+}
+
+// moveOldDevTenants gives the dev tenants of a data dir written before
+// tenant ids fit 32 bits the ids their usernames have now, so that a
+// restart after the upgrade loses nobody's state (see movedDevTenant).
+// Tenants of the credentials are never moved, whatever their id.
+func moveOldDevTenants(st *store, creds []Credential, log *zap.Logger) error {
+	named := map[string]bool{}
+	for _, c := range creds {
+		named[c.Tenant] = true
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	moves, err := st.moveTenants(ctx, func(id string) (string, bool) {
+		if named[id] {
+			return "", false
+		}
+		return movedDevTenant(id)
+	})
+	if err != nil {
+		return err
+	}
+	for _, m := range moves {
+		if m.taken {
+			log.Warn("dev tenant of the old 10-digit form not moved: its new id already has state; its state stays unreachable under the old id",
+				zap.String("old_tenant", m.from), zap.String("new_tenant", m.to))
+			continue
+		}
+		log.Info("dev tenant moved to its 32-bit id", zap.String("old_tenant", m.from), zap.String("new_tenant", m.to))
+	}
+	return nil
 }
 
 // restore loads the durable state. Sessions come back with a fresh

@@ -69,12 +69,20 @@ type Endpoint struct {
 	Region    string `json:"region,omitempty"`
 }
 
-// Catalog entry names that the 2013 Node.js keystone client reads the tenant
+// Catalog entries: the two compute entries that old clients read the tenant
 // id from, and the registry's own entry.
+//
+// keystone-client 0.3.0, under the 2013 Node.js client, reads the tenant
+// from endpoints[0].tenantId of the last entry named cloudServers or
+// cloudServersLegacy (0.3.1 also takes cloudServersOpenStack). libcloud's
+// Rackspace driver, under the Python client, takes the entry of type
+// compute named cloudServers whose endpoint has no region, and the tenant
+// as the last path segment of its publicURL.
 const (
-	CatalogComputeName  = "cloudServersOpenStack"
-	CatalogRegistryName = "cloudServiceRegistry"
-	CatalogRegistryType = "rax:registry"
+	CatalogLegacyComputeName = "cloudServers"
+	CatalogComputeName       = "cloudServersOpenStack"
+	CatalogRegistryName      = "cloudServiceRegistry"
+	CatalogRegistryType      = "rax:registry"
 )
 
 // TenantID returns the tenant the response is for: the token's tenant, or
@@ -85,7 +93,7 @@ func (r *AuthResponse) TenantID() string {
 	}
 	for _, e := range r.Access.ServiceCatalog {
 		switch e.Name {
-		case "cloudServers", "cloudServersLegacy", CatalogComputeName:
+		case CatalogLegacyComputeName, "cloudServersLegacy", CatalogComputeName:
 			if len(e.Endpoints) > 0 && e.Endpoints[0].TenantID != "" {
 				return e.Endpoints[0].TenantID
 			}

@@ -116,11 +116,9 @@ func ValidateMetadata(field string, md map[string]string) error {
 	return nil
 }
 
-// ValidateConfigurationID checks a configuration id. An id is the URL path
-// below /configuration, with its leading slash: PUT
-// /configuration/production/cassandra/listen_ip sets the id
-// "/production/cassandra/listen_ip", PUT /configuration/api_key the id
-// "/api_key". A trailing slash makes it a namespace.
+// ValidateConfigurationID checks a configuration id: a plain name
+// ("api_key") or slash-led segments ("/production/cassandra/listen_ip").
+// A trailing slash makes it a namespace ("/production/cassandra/").
 func ValidateConfigurationID(id string) error {
 	n := utf8.RuneCountInString(id)
 	if n < MinConfigIDLen || n > MaxConfigIDLen {

@@ -118,7 +118,8 @@ func TestNewClientTalksToTheRegistry(t *testing.T) {
 		t.Fatal(err)
 	}
 	id := reg.Authenticate(t, "dave")
-	if code := status(t, id, http.MethodGet, "/configuration/color", ""); code != http.StatusOK {
+	// Ids come back as written: "/color" is at /configuration//color.
+	if code := status(t, id, http.MethodGet, "/configuration//color", ""); code != http.StatusOK {
 		t.Fatalf("value set through the client: GET %d", code)
 	}
 }

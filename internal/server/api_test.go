@@ -423,7 +423,7 @@ func testConfiguration(t *testing.T, st storeKind) {
 		"/api_key":                            "secret",
 	}
 	for id, v := range set {
-		c.do(http.MethodPut, "/configuration"+id, api.SetConfigurationRequest{Value: v}).want(t, http.StatusNoContent)
+		c.do(http.MethodPut, "/configuration/"+id, api.SetConfigurationRequest{Value: v}).want(t, http.StatusNoContent)
 	}
 	var cv api.ConfigurationValue
 	c.do(http.MethodGet, "/configuration/production/cassandra/listen_ip", nil).want(t, http.StatusOK).decode(t, &cv)
@@ -453,10 +453,10 @@ func testConfiguration(t *testing.T, st storeKind) {
 	// Overwrite, then delete: one event each, with old and new values.
 	all := c.events("")
 	marker := all[len(all)-1].ID
-	c.do(http.MethodPut, "/configuration/api_key", `{"value":"rotated"}`).want(t, http.StatusNoContent)
-	c.do(http.MethodDelete, "/configuration/api_key", nil).want(t, http.StatusNoContent)
-	c.do(http.MethodGet, "/configuration/api_key", nil).fault(t, http.StatusNotFound, api.FaultNotFound)
-	c.do(http.MethodDelete, "/configuration/api_key", nil).fault(t, http.StatusNotFound, api.FaultNotFound)
+	c.do(http.MethodPut, "/configuration//api_key", `{"value":"rotated"}`).want(t, http.StatusNoContent)
+	c.do(http.MethodDelete, "/configuration//api_key", nil).want(t, http.StatusNoContent)
+	c.do(http.MethodGet, "/configuration//api_key", nil).fault(t, http.StatusNotFound, api.FaultNotFound)
+	c.do(http.MethodDelete, "/configuration//api_key", nil).fault(t, http.StatusNotFound, api.FaultNotFound)
 	evs := c.events(marker)[1:] // the marker itself comes back first
 	if len(evs) != 2 || evs[0].Type != api.EventConfigurationUpdate || evs[1].Type != api.EventConfigurationRemove {
 		t.Fatalf("events after marker = %+v", evs)
@@ -479,7 +479,9 @@ func testConfiguration(t *testing.T, st storeKind) {
 	faults := []struct {
 		name, method, path, body, detail string
 	}{
-		{"id too short", "PUT", "/configuration/ab", `{"value":"v"}`, "configuration id must match"},
+		{"id too short", "PUT", "/configuration/ab", `{"value":"v"}`, "configuration id must be 3..500 characters"},
+		{"slash-led id too short", "PUT", "/configuration//ab", `{"value":"v"}`, "configuration id must match"},
+		{"tripled slash", "PUT", "/configuration///abc", `{"value":"v"}`, "configuration id must match"},
 		{"segment too short", "PUT", "/configuration/ab/cde", `{"value":"v"}`, "configuration id must match"},
 		{"bad char", "PUT", "/configuration/a%20b%20c", `{"value":"v"}`, "configuration id must match"},
 		{"empty value", "PUT", "/configuration/key", `{"value":""}`, "value must be 1..1024"},
@@ -509,9 +511,9 @@ func testPaginationAcrossPages(t *testing.T, st storeKind) {
 	c := newClient(t, reg, "alice")
 	var want []string
 	for i := range 25 {
-		id := fmt.Sprintf("/key%02d", i)
+		id := fmt.Sprintf("key%02d", i)
 		want = append(want, id)
-		c.do(http.MethodPut, "/configuration"+id, `{"value":"v"}`).want(t, http.StatusNoContent)
+		c.do(http.MethodPut, "/configuration/"+id, `{"value":"v"}`).want(t, http.StatusNoContent)
 	}
 	var got []string
 	path := "/configuration?limit=10"
@@ -545,8 +547,8 @@ func testPaginationAcrossPages(t *testing.T, st storeKind) {
 
 	// A marker that is not an id starts at the next id.
 	var l api.List[api.ConfigurationValue]
-	c.do(http.MethodGet, "/configuration?marker=/key10x&limit=2", nil).want(t, http.StatusOK).decode(t, &l)
-	if ids := configIDs(l.Values); !reflect.DeepEqual(ids, []string{"/key11", "/key12"}) {
+	c.do(http.MethodGet, "/configuration?marker=key10x&limit=2", nil).want(t, http.StatusOK).decode(t, &l)
+	if ids := configIDs(l.Values); !reflect.DeepEqual(ids, []string{"key11", "key12"}) {
 		t.Fatalf("marker between ids: %v", ids)
 	}
 
@@ -644,7 +646,7 @@ func testEventsMarkerAndOrder(t *testing.T, st storeKind) {
 			t.Fatalf("event %+v", e)
 		}
 		var ch api.ConfigurationChange
-		if err := json.Unmarshal(e.Payload, &ch); err != nil || ch.ConfigurationValueID != fmt.Sprintf("/key%02d", i) {
+		if err := json.Unmarshal(e.Payload, &ch); err != nil || ch.ConfigurationValueID != fmt.Sprintf("key%02d", i) {
 			t.Fatalf("event %d payload %s (insertion order broken?)", i, e.Payload)
 		}
 	}

@@ -106,13 +106,16 @@ func TestDevTenantIDIsStableDigits(t *testing.T) {
 	if a != b || len(a) != 10 || strings.Trim(a, "0123456789") != "" || a == server.DevTenantID("bob") {
 		t.Fatalf("DevTenantID: %q %q %q", a, b, server.DevTenantID("bob"))
 	}
-	// Pinned: a dev server's data dir is keyed by these ids, so a change
-	// of the derivation would orphan every tenant's state on upgrade.
+	// Pinned: a dev server's data dir is keyed by these ids. alice's id
+	// is the one of the old 10-digit derivation, which was below 2^31
+	// already; the others' old ids (8748178650, 9282825632, 7127369605)
+	// were not, and a data dir keyed by them is moved to these at start
+	// (TestRestartOnOldDataDir).
 	golden := []struct{ user, tenant string }{
 		{"alice", "2090220207"},
-		{"bob", "8748178650"},
-		{"user@example.com", "9282825632"},
-		{"a/b c", "7127369605"},
+		{"bob", "1863276768"},
+		{"user@example.com", "1250440103"},
+		{"a/b c", "1389951370"},
 	}
 	for _, g := range golden {
 		if got := server.DevTenantID(g.user); got != g.tenant {

@@ -23,12 +23,18 @@
 //
 // # Identifiers
 //
-// Configuration ids are the URL path below /configuration with its leading
-// slash: PUT /v1.0/{tenant}/configuration/production/cassandra/listen_ip
-// sets the id "/production/cassandra/listen_ip", PUT /configuration/api_key
-// sets "/api_key". A trailing slash names a namespace: GET
-// /configuration/production/cassandra/ lists every value whose id starts
-// with "/production/cassandra/", sub-namespaces included.
+// Configuration ids are returned exactly as the client wrote them. Clients
+// build the URL of a value as "/configuration/" + id, so PUT
+// /configuration/configId sets "configId", and PUT
+// /configuration//production/cassandra/listen_ip (the doubled slash is
+// one) sets "/production/cassandra/listen_ip". An id without a leading
+// slash holds no slash at all (the API's id rule), so
+// /configuration/production/cassandra/listen_ip, with inner slashes but no
+// doubled one, can only mean "/production/cassandra/listen_ip" and is read
+// so. A trailing slash names a namespace, in either form: GET
+// /configuration/production/cassandra/ and
+// /configuration//production/cassandra/ both list every value whose id
+// starts with "/production/cassandra/", sub-namespaces included.
 //
 // Event ids are "<13-digit ms timestamp>-<12-digit sequence>"
 // (store.EventID): they sort lexicographically in commit order (so
@@ -40,4 +46,35 @@
 //
 // Every response carries the header X-Response-Id, which faults repeat as
 // txnId.
+//
+// # What old clients read
+//
+// The identity reply carries what each old client takes the tenant from
+// (see api.CatalogLegacyComputeName) and writes token.expires as the
+// hosted service did, "2012-09-14T10:04:52.000-00:00", a form the Java
+// client parses. PUT /sessions/{id} and PUT /services/{id} answer 204 with
+// the object's Location, which the Node.js client reads. A body over
+// Config.MaxBodyBytes is answered 413 before anything else is checked, and
+// the connection is closed only after reading (a bounded amount of) the
+// rest: clients that send the whole body before reading, such as Python's,
+// see the 413 rather than a reset.
+//
+// # Upgrading a data dir
+//
+// Data dirs written before schema 2 stored every id with a leading slash
+// ("/configId" for PUT /configuration/configId). Opening one renames each
+// single-segment id "/x" to "x", once, so that every value answers at the
+// URL it was written to with the id its client wrote; ids of several
+// segments were already stored as their URL names them. The events of
+// before the upgrade keep the ids they were reported with. An older
+// sr-registry refuses a data dir of schema 2.
+//
+// Dev tenant ids used to be 10-digit numbers, most above 2^31-1, which
+// the Java client cannot hold. Today's DevTenantID is a function of the
+// old id that keeps those below 2^31-1, so a dev server moves the state of
+// every tenant with an old-form id (ten digits, at least 2147483647, named
+// by no credential) to the new id at start, sequences included, and logs
+// each move. A tenant whose new id already holds state is left where it
+// is, with a warning: merging two tenants is not done behind the user's
+// back.
 package server

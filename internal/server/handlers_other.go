@@ -42,7 +42,7 @@ func (s *Server) authenticate(c *call) {
 	resp := api.AuthResponse{Access: api.Access{
 		Token: api.Token{
 			ID:      tok.ID,
-			Expires: tok.Expires.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
+			Expires: formatExpires(tok.Expires),
 			Tenant:  api.Tenant{ID: tenantID, Name: tenantID},
 		},
 		User: api.User{
@@ -50,10 +50,18 @@ func (s *Server) authenticate(c *call) {
 			Name:  cred.Username,
 			Roles: []api.Role{{ID: "identity:default", Name: "identity:default"}},
 		},
+		// There is no compute service: the two compute entries are where
+		// old clients read the tenant id from (see api.CatalogLegacyComputeName).
 		ServiceCatalog: []api.CatalogEntry{
 			{
-				// Only there for the 2013 Node.js client, which reads the
-				// tenant id from this entry; there is no compute service.
+				Name: api.CatalogLegacyComputeName,
+				Type: "compute",
+				Endpoints: []api.Endpoint{{
+					TenantID:  tenantID,
+					PublicURL: base + "/v1.0/" + tenantID,
+				}},
+			},
+			{
 				Name: api.CatalogComputeName,
 				Type: "compute",
 				Endpoints: []api.Endpoint{{
@@ -74,6 +82,16 @@ func (s *Server) authenticate(c *call) {
 		},
 	}}
 	c.json(http.StatusOK, resp)
+}
+
+// formatExpires writes a token's expiry as Rackspace's identity service
+// did, with milliseconds and a numeric offset: "2012-09-14T10:04:52.000-05:00".
+// The offset is "-00:00", RFC 3339's "UTC, local offset unknown": the Java
+// client turns "-0H:00" into an RFC 822 zone before parsing and fails on
+// anything else ("Z", "+00:00", "+01:00", "-10:00") with a
+// NullPointerException at its next call.
+func formatExpires(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000") + "-00:00"
 }
 
 func (s *Server) listConfiguration(c *call, prefix string) {

@@ -72,7 +72,7 @@ func (s *Server) updateService(c *call, id string) {
 		c.storeFault(err, "update the service", "Service", id)
 		return
 	}
-	c.noContent()
+	c.updated(c.tenantURL("/services/" + id))
 }
 
 func (s *Server) deleteService(c *call, id string) {

@@ -90,7 +90,7 @@ func (s *Server) updateSession(c *call, id string) {
 		c.storeFault(err, "update the session", "Session", id)
 		return
 	}
-	c.noContent()
+	c.updated(c.tenantURL("/sessions/" + id))
 }
 
 func (s *Server) deleteSession(c *call, id string) {

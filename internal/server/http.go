@@ -28,6 +28,11 @@ const (
 	HeaderResponseID = "X-Response-Id"
 	headerAuthToken  = "X-Auth-Token"
 	contentTypeJSON  = "application/json"
+
+	// lingerBytes and lingerTime bound the reading of an oversized body
+	// after its 413 (see tooLarge), like nginx's lingering close.
+	lingerBytes = 16 << 20
+	lingerTime  = 10 * time.Second
 )
 
 // call is one request being answered.
@@ -55,6 +60,12 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			c.fault(http.StatusInternalServerError, api.FaultInternal, "Internal error", "")
 		}
 	}()
+	if r.ContentLength > s.maxBody {
+		// Before anything else, so that such a request gets its 413 (and
+		// the lingering read that lets the client see it) wherever it goes.
+		c.tooLarge()
+		return
+	}
 	path := r.URL.Path
 	switch {
 	case path == "/v2.0/tokens" || path == "/v2.0/tokens/":
@@ -180,10 +191,10 @@ func (s *Server) serveTenant(c *call, rest string) {
 	}
 }
 
-// routeConfiguration routes rest = "configuration[/<id>]". The id of a
-// value is the path below /configuration with its leading slash.
+// routeConfiguration routes rest = "configuration[/<id>]" (see
+// configurationID for how the path names an id).
 func (s *Server) routeConfiguration(c *call, rest string) {
-	id := strings.TrimPrefix(rest, "configuration")
+	id := configurationID(strings.TrimPrefix(strings.TrimPrefix(rest, "configuration"), "/"))
 	switch {
 	case id == "" || id == "/":
 		routeList(c, func(c *call) { s.listConfiguration(c, "") }, nil)
@@ -198,6 +209,25 @@ func (s *Server) routeConfiguration(c *call, rest string) {
 	default:
 		routeItem(c, "configuration", id, api.ValidateConfigurationID, s.getConfiguration, s.setConfiguration, s.deleteConfiguration)
 	}
+}
+
+// configurationID is the configuration id (or namespace) that the path p
+// below "/configuration/" names: the id as the client wrote it, since
+// clients build the path as "/configuration/" + id.
+//
+//	configId                      -> "configId"
+//	/production/cassandra/port    -> "/production/cassandra/port" (the doubled slash is one)
+//	production/cassandra/port     -> "/production/cassandra/port"
+//	production/cassandra/         -> "/production/cassandra/" (a namespace)
+//
+// An id without a leading slash cannot hold one (the API's id rule), so a
+// path with inner slashes but no doubled one can only mean the slash-led
+// id; it is what srctl and hand-written URLs send.
+func configurationID(p string) string {
+	if strings.Contains(p, "/") && p[0] != '/' {
+		return "/" + p
+	}
+	return p
 }
 
 // routeList routes a collection: GET lists it, POST creates in it (when
@@ -335,6 +365,13 @@ func (c *call) json(code int, v any) {
 // noContent answers 204.
 func (c *call) noContent() { c.w.WriteHeader(http.StatusNoContent) }
 
+// updated answers 204 with the Location of the updated object, as the
+// hosted service did: the Node.js client reads it from this reply.
+func (c *call) updated(location string) {
+	c.w.Header().Set("Location", location)
+	c.noContent()
+}
+
 // created answers 201 with Location and body v (nil: an empty body).
 func (c *call) created(location string, v any) {
 	c.w.Header().Set("Location", location)
@@ -373,12 +410,10 @@ func (c *call) body() ([]byte, bool) {
 	var body []byte
 	var err error
 	switch n := c.r.ContentLength; {
-	case n > c.s.maxBody:
-		c.tooLarge()
-		return nil, false
 	case n >= 0:
-		// The usual case (heartbeats): read exactly the announced length
-		// instead of growing a buffer.
+		// Within the limit (serveHTTP answers larger ones). The usual
+		// case (heartbeats): read exactly the announced length instead of
+		// growing a buffer.
 		body = make([]byte, n)
 		_, err = io.ReadFull(c.r.Body, body)
 	default:
@@ -396,9 +431,28 @@ func (c *call) body() ([]byte, bool) {
 	return body, true
 }
 
+// tooLarge answers 413 and closes the connection after a lingering read
+// of the rest of the body (lingerBytes at most, for lingerTime at most).
+// Clients such as Python's urllib and requests send the whole body before
+// they read: closing with their data unread would send them a TCP reset,
+// which destroys the 413 in their receive buffer, and they would report
+// "connection reset by peer" instead. A client that asked for
+// "100-continue" has not sent the body and gets the 413 alone.
 func (c *call) tooLarge() {
+	rc := http.NewResponseController(c.w)
+	// Reading the body after the reply is what full duplex allows;
+	// without it net/http would give up on the body at once.
+	fullDuplex := rc.EnableFullDuplex() == nil
+	c.w.Header().Set("Connection", "close")
 	c.fault(http.StatusRequestEntityTooLarge, api.FaultRequestTooLarge, "Request body too large",
 		fmt.Sprintf("the body may be at most %d bytes", c.s.maxBody))
+	if !fullDuplex || strings.EqualFold(c.r.Header.Get("Expect"), "100-continue") {
+		return
+	}
+	if rc.Flush() != nil || rc.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	_, _ = io.CopyN(io.Discard, c.r.Body, lingerBytes)
 }
 
 func describeJSONError(err error) string {

@@ -69,14 +69,48 @@ func LoadCredentials(path string) ([]Credential, error) {
 	return out, nil
 }
 
-// DevTenantID is the tenant id that dev mode gives a username: ten decimal
-// digits derived from a SHA-256 of the username, so it is stable across
-// restarts and machines, looks like the numeric tenant ids of the hosted
-// service, and is a valid URL path segment whatever the username holds.
+// DevTenantID is the tenant id that dev mode gives a username: a decimal
+// number from 1000000000 to 2147483646, derived from a SHA-256 of the
+// username. It is stable across restarts and machines, looks like the
+// numeric tenant ids of the hosted service, is a plain URL path segment
+// whatever the username holds, and fits the 32-bit integer that the Java
+// client keeps tenant ids in.
 func DevTenantID(username string) string {
+	return strconv.FormatUint(devTenantOfOld(oldDevTenant(username)), 10)
+}
+
+// Before 32-bit tenant ids, dev mode gave each username oldDevTenant: ten
+// digits from 1000000000 to 9999999999, many above 2^31-1. The id of
+// today is a function of that old one, devTenantOfOld, which keeps the old
+// ids that were already below 2^31-1 and folds the others into that range:
+// so a data dir keyed by old ids can be upgraded from the ids alone,
+// without knowing the usernames (see movedDevTenant).
+const (
+	devTenantMin   = 1_000_000_000
+	devTenantSpan  = 1<<31 - 1 - devTenantMin // ids stay below 2147483647
+	oldTenantSpan  = 9_000_000_000
+	oldTenantDigit = 10
+)
+
+func oldDevTenant(username string) uint64 {
 	sum := sha256.Sum256([]byte(username))
-	n := binary.BigEndian.Uint64(sum[:8])%9_000_000_000 + 1_000_000_000
-	return strconv.FormatUint(n, 10)
+	return binary.BigEndian.Uint64(sum[:8])%oldTenantSpan + devTenantMin
+}
+
+func devTenantOfOld(old uint64) uint64 { return (old-devTenantMin)%devTenantSpan + devTenantMin }
+
+// movedDevTenant reports whether id is a dev tenant id of the old 10-digit
+// derivation that today's DevTenantID no longer gives, and if so which id
+// the same username has now. Ids below 2147483647 are today's ids too.
+func movedDevTenant(id string) (string, bool) {
+	if len(id) != oldTenantDigit || id[0] == '0' {
+		return "", false
+	}
+	n, err := strconv.ParseUint(id, 10, 64)
+	if err != nil || n < devTenantMin+devTenantSpan {
+		return "", false
+	}
+	return strconv.FormatUint(devTenantOfOld(n), 10), true
 }
 
 // credentials decide who may authenticate and as which tenant. Tokens are

@@ -51,7 +51,9 @@ type Config struct {
 	// etcd cluster and prefix.
 	Etcd *etcdconf.Config
 	// Dev accepts any username and API key; each username is its own
-	// tenant, DevTenantID(username).
+	// tenant, DevTenantID(username). Tenants of the older, 10-digit dev
+	// ids are moved to their new ids at start (see the package
+	// documentation).
 	Dev bool
 	// Credentials are the accounts that may authenticate (see
 	// LoadCredentials). Without Dev at least one is required.
@@ -125,7 +127,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Etcd != nil {
 		st, err = etcdstore.Open(etcdstore.Config{Etcd: *cfg.Etcd, Store: opts, Logger: log})
 	} else {
-		st, err = boltstore.Open(cfg.DataDir, opts, log)
+		bc := boltstore.Config{Dir: cfg.DataDir, Store: opts, Logger: log}
+		if cfg.Dev {
+			bc.MoveTenants = oldDevTenantMoves(cfg.Credentials)
+		}
+		st, err = boltstore.Open(bc)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
@@ -141,6 +147,24 @@ func New(cfg Config) (*Server, error) {
 		rates:     newRates(),
 		txnPrefix: "sr-" + hex.EncodeToString(rnd[:]) + "-",
 	}, nil
+}
+
+// oldDevTenantMoves says which tenants of a data dir written before
+// tenant ids fit 32 bits to move to the ids their usernames have now, so
+// that a restart after the upgrade loses nobody's state (see
+// movedDevTenant). Tenants of the credentials are never moved, whatever
+// their id.
+func oldDevTenantMoves(creds []Credential) func(string) (string, bool) {
+	named := map[string]bool{}
+	for _, c := range creds {
+		named[c.Tenant] = true
+	}
+	return func(id string) (string, bool) {
+		if named[id] {
+			return "", false
+		}
+		return movedDevTenant(id)
+	}
 }
 
 // Ready returns nil when the store answers requests now (what GET

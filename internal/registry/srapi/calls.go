@@ -153,10 +153,13 @@ func (c *Client) DeleteService(ctx context.Context, id string) error {
 
 // Configuration
 
-// configPath maps a configuration id ("/production/cassandra/listen_ip",
-// or without its leading slash) to its URL path, escaping each segment.
+// configPath maps a configuration id to its URL path as the API's clients
+// build it, "/configuration/" + id with each segment escaped, so that the
+// server returns the id as written: "/production/cassandra/listen_ip" is
+// /configuration//production/cassandra/listen_ip, "api_key" is
+// /configuration/api_key.
 func configPath(id string) string {
-	segs := strings.Split(strings.TrimPrefix(id, "/"), "/")
+	segs := strings.Split(id, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
 	}
@@ -164,8 +167,9 @@ func configPath(id string) string {
 }
 
 // SetConfiguration creates or replaces a configuration value. The id is
-// the path below /configuration, e.g. "/production/cassandra/listen_ip"
-// (the leading slash may be left out).
+// kept as written: "api_key" and "/api_key" are two ids, while
+// "production/cassandra/listen_ip" (no leading slash, inner slashes) can
+// only mean "/production/cassandra/listen_ip".
 func (c *Client) SetConfiguration(ctx context.Context, id, value string) error {
 	_, err := c.do(ctx, http.MethodPut, configPath(id), nil, api.SetConfigurationRequest{Value: value}, nil)
 	return err

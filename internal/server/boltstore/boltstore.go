@@ -85,26 +85,47 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open opens (or creates) the bbolt file in dir, restores its sessions,
-// services and configuration, and starts the expiry loop. Restored
-// sessions get a full fresh timeout. log may be nil.
-func Open(dir string, opts store.Options, log *zap.Logger) (*Store, error) {
+// Config configures Open.
+type Config struct {
+	// Dir holds the bbolt file; created if missing.
+	Dir string
+	// Store are the limits and the token lifetime.
+	Store store.Options
+	// Logger receives the store's logs; nil discards them.
+	Logger *zap.Logger
+	// MoveTenants, when not nil, says which tenants to give a new id
+	// before the state is loaded (and which): their state is moved in one
+	// transaction, unless the new id already has state.
+	MoveTenants func(tenant string) (newID string, move bool)
+}
+
+// Open opens (or creates) the bbolt file in cfg.Dir, restores its
+// sessions, services and configuration, and starts the expiry loop.
+// Restored sessions get a full fresh timeout.
+func Open(cfg Config) (*Store, error) {
+	log := cfg.Logger
 	if log == nil {
 		log = zap.NewNop()
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data dir: %w", err)
 	}
-	f, err := openFile(dir)
+	f, err := openFile(cfg.Dir)
 	if err != nil {
 		return nil, err
 	}
+	if cfg.MoveTenants != nil {
+		if err := moveTenants(f, cfg.MoveTenants, log); err != nil {
+			_ = f.close()
+			return nil, err
+		}
+	}
 	s := &Store{
 		log:     log,
-		limits:  opts.Limits,
+		limits:  cfg.Store.Limits,
 		file:    f,
 		exp:     newExpirer(),
-		tokens:  newTokens(opts.TokenTTL),
+		tokens:  newTokens(cfg.Store.TokenTTL),
 		base:    time.Now(),
 		tenants: map[string]*tenant{},
 		stop:    make(chan struct{}),
@@ -117,6 +138,25 @@ func Open(dir string, opts store.Options, log *zap.Logger) (*Store, error) {
 	go func() { defer s.bg.Done(); s.runExpiry(s.stop) }()
 	go func() { defer s.bg.Done(); s.housekeeping(s.stop) }()
 	return s, nil
+}
+
+// moveTenants moves the tenants newID names and logs each move.
+func moveTenants(f *file, newID func(string) (string, bool), log *zap.Logger) error {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	moves, err := f.moveTenants(ctx, newID)
+	if err != nil {
+		return err
+	}
+	for _, m := range moves {
+		if m.taken {
+			log.Warn("dev tenant of the old 10-digit form not moved: its new id already has state; its state stays unreachable under the old id",
+				zap.String("old_tenant", m.from), zap.String("new_tenant", m.to))
+			continue
+		}
+		log.Info("dev tenant moved to its 32-bit id", zap.String("old_tenant", m.from), zap.String("new_tenant", m.to))
+	}
+	return nil
 }
 
 // restore loads the durable state. Sessions come back with a fresh

@@ -22,7 +22,7 @@ import (
 //
 //	tenants/<tenant id>/sessions/<session id>  storedSession (JSON)
 //	tenants/<tenant id>/services/<service id>  api.Service (JSON)
-//	tenants/<tenant id>/config/<config id>     the raw value
+//	tenants/<tenant id>/config/<config id>     the raw value, keyed by the id as the client wrote it
 //	tenants/<tenant id>/events/<event id>      api.Event (JSON)
 //	tenants/<tenant id>  key "event_ts"        last event timestamp, 8 bytes big endian
 //	meta  key "schema"                          schemaVersion as decimal text
@@ -41,12 +41,49 @@ var (
 )
 
 const (
-	schemaVersion = "1"
+	// schemaVersion 2 stores configuration ids as the client wrote them;
+	// 1 stored every id with a leading slash (see unslashSingleSegmentIDs).
+	schemaVersion = "2"
 	dbFileName    = "registry.db"
 	// maxGroupCommit bounds how many mutations share one transaction (and
 	// one fsync). Larger groups only add latency to the first caller.
 	maxGroupCommit = 256
 )
+
+// unslashSingleSegmentIDs upgrades schema 1, which stored every
+// configuration id with a leading slash: "/configId" for PUT
+// /configuration/configId. That URL now names "configId", so such keys
+// lose their slash and every value stays at the URL it was written to.
+// Keys of several segments ("/production/db/host") are already the id
+// their URL names. Schema 1 could not hold both "/x" and "x".
+func unslashSingleSegmentIDs(tx *bolt.Tx) error {
+	return tx.Bucket(bucketTenants).ForEachBucket(func(name []byte) error {
+		b := tx.Bucket(bucketTenants).Bucket(name).Bucket(bucketConfig)
+		if b == nil {
+			return nil
+		}
+		var keys [][]byte
+		err := b.ForEach(func(k, _ []byte) error {
+			if len(k) > 1 && k[0] == '/' && bytes.IndexByte(k[1:], '/') < 0 {
+				keys = append(keys, bytes.Clone(k))
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, k := range keys {
+			v := bytes.Clone(b.Get(k))
+			if err := b.Put(k[1:], v); err != nil {
+				return fmt.Errorf("tenant %q: rename %s: %w", name, k, err)
+			}
+			if err := b.Delete(k); err != nil {
+				return fmt.Errorf("tenant %q: rename %s: %w", name, k, err)
+			}
+		}
+		return nil
+	})
+}
 
 // storedSession is the durable part of a session: its definition. The
 // token chain and last_seen are deliberately not stored.
@@ -101,13 +138,18 @@ func openFile(dir string) (*file, error) {
 		if err != nil {
 			return err
 		}
-		switch v := meta.Get(keySchema); {
-		case v == nil:
-			return meta.Put(keySchema, []byte(schemaVersion))
-		case string(v) != schemaVersion:
-			return fmt.Errorf("schema version %q, this build reads %q", v, schemaVersion)
+		switch v := string(meta.Get(keySchema)); v {
+		case "":
+		case schemaVersion:
+			return nil
+		case "1":
+			if err := unslashSingleSegmentIDs(tx); err != nil {
+				return fmt.Errorf("upgrade schema 1 to %s: %w", schemaVersion, err)
+			}
+		default:
+			return fmt.Errorf("schema version %q, this build reads %q (or the older 1)", v, schemaVersion)
 		}
-		return nil
+		return meta.Put(keySchema, []byte(schemaVersion))
 	})
 	if err != nil {
 		_ = db.Close()
@@ -382,6 +424,80 @@ func (st *file) pruneEvents(ctx context.Context, cutoffMS int64) (int, error) {
 		return 0, fmt.Errorf("prune events older than %d: %w", cutoffMS, err)
 	}
 	return n, nil
+}
+
+// tenantMove is one tenant that moveTenants moved, or left where it was
+// because its new id was taken.
+type tenantMove struct {
+	from, to string
+	taken    bool
+}
+
+// moveTenants gives every tenant for which newID says so its new id: its
+// buckets are copied under the new name, sequences included, and the old
+// ones deleted, in one transaction. A tenant whose new id already has
+// state stays where it is (reported as taken): merging two tenants' state
+// is not something to do behind the user's back.
+func (st *file) moveTenants(ctx context.Context, newID func(string) (string, bool)) ([]tenantMove, error) {
+	var moves []tenantMove
+	err := st.commit(ctx, func(tx *bolt.Tx) error {
+		moves = moves[:0]
+		all := tx.Bucket(bucketTenants)
+		var names []string
+		err := all.ForEachBucket(func(name []byte) error {
+			names = append(names, string(name))
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, from := range names {
+			to, ok := newID(from)
+			if !ok {
+				continue
+			}
+			if all.Bucket([]byte(to)) != nil {
+				moves = append(moves, tenantMove{from: from, to: to, taken: true})
+				continue
+			}
+			dst, err := all.CreateBucket([]byte(to))
+			if err != nil {
+				return fmt.Errorf("move tenant %q to %q: %w", from, to, err)
+			}
+			if err := copyBucket(dst, all.Bucket([]byte(from))); err != nil {
+				return fmt.Errorf("move tenant %q to %q: %w", from, to, err)
+			}
+			if err := all.DeleteBucket([]byte(from)); err != nil {
+				return fmt.Errorf("move tenant %q to %q: %w", from, to, err)
+			}
+			moves = append(moves, tenantMove{from: from, to: to})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("move tenants in %s: %w", st.db.Path(), err)
+	}
+	return moves, nil
+}
+
+// copyBucket copies src into the empty dst: keys, nested buckets and
+// sequences (the events' sequence makes their ids).
+func copyBucket(dst, src *bolt.Bucket) error {
+	if err := dst.SetSequence(src.Sequence()); err != nil {
+		return err
+	}
+	return src.ForEach(func(k, v []byte) error {
+		// Copies: src is deleted in the same transaction.
+		k = bytes.Clone(k)
+		if v != nil {
+			return dst.Put(k, bytes.Clone(v))
+		}
+		sub, err := dst.CreateBucket(k)
+		if err != nil {
+			return err
+		}
+		return copyBucket(sub, src.Bucket(k))
+	})
 }
 
 // restoredTenant is one tenant's durable state as read at start-up.

@@ -23,7 +23,7 @@ func testOptions(n int) store.Options {
 // next commit.
 func TestOneTenantsMutationsQueueBehindACommitInFlight(t *testing.T) {
 	const n = 64
-	s, err := Open(t.TempDir(), testOptions(n), nil)
+	s, err := Open(Config{Dir: t.TempDir(), Store: testOptions(n)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -89,7 +89,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		cfg.Etcd.Logger = log
 	default:
 		if inUse, err := f.EtcdConnection.InUse(os.Getenv); err != nil || inUse {
-			fmt.Fprintf(stderr, "sr-registry: %v\n", cmpErr(err, errors.New("--etcd-*: only apply with --store etcd://...")))
+			fmt.Fprintf(stderr, "sr-registry: %v\n", cmpErr(err, errors.New("--etcd-*: only apply with --store etcd://HOST:PORT")))
 			return cli.ExitUsage
 		}
 	}

@@ -72,7 +72,7 @@ func (s *Store) Heartbeat(ctx context.Context, tenant, id string, got, next uuid
 			e.chain, e.rev = val, res.rev
 		}
 		e.mu.Unlock()
-		return reply, s.keepAlive(ctx, tenant, id, e, lease)
+		return reply, s.keepAlive(ctx, tenant, id, lease)
 	}
 	return uuid.UUID{}, store.Unavailable(fmt.Errorf("heartbeat session %s: the token chain kept changing under it", id))
 }
@@ -80,12 +80,12 @@ func (s *Store) Heartbeat(ctx context.Context, tenant, id string, got, next uuid
 // keepAlive renews the session's lease. A lease that is gone was replaced
 // by a timeout change (renew the new one) or expired (the session is
 // being removed: 404).
-func (s *Store) keepAlive(ctx context.Context, tenant, id string, e *beatEntry, lease int64) error {
+func (s *Store) keepAlive(ctx context.Context, tenant, id string, lease int64) error {
 	ttl, err := s.keeper.keepAlive(ctx, lease)
 	if err != nil || ttl > 0 {
 		return err
 	}
-	e, err = s.beats.reload(ctx, tenant, id)
+	e, err := s.beats.reload(ctx, tenant, id)
 	if err != nil {
 		return err
 	}

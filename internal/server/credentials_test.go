@@ -125,10 +125,11 @@ func TestDevTenantIDIsStableDigits(t *testing.T) {
 }
 
 func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
-	srv, err := server.New(server.Config{Dev: true, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachStore(t, testMutationAfterCloseIsSystemFailure)
+}
+
+func testMutationAfterCloseIsSystemFailure(t *testing.T, st storeKind) {
+	srv := st.newServer(t, server.Config{Dev: true})
 	h := srv.Handler()
 	ar := devLogin(t, h, "u")
 	if err := srv.Close(); err != nil {

@@ -1,15 +1,19 @@
 package server_test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
 	"regexp"
 	"testing"
+	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/etcdtest"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
 // sharedEtcd is one embedded etcd member for the whole test binary: each
@@ -54,14 +58,52 @@ func (st storeKind) start(t *testing.T, opts ...registrytest.Option) *registryte
 }
 
 // option is the registrytest option of a fresh etcd prefix.
-func (st storeKind) option(t *testing.T) registrytest.Option {
+func (st storeKind) option(t testing.TB) registrytest.Option {
 	return registrytest.WithEtcd(sharedEtcd.Endpoints(), uniquePrefix(t))
+}
+
+// args are the sr-registry arguments of this store for a process started
+// with registrytest.StartProcess (which gives bbolt a temporary data dir).
+func (st storeKind) args(t testing.TB) []string {
+	if !st.etcd {
+		return nil
+	}
+	return []string{"--store", sharedEtcd.URL(uniquePrefix(t))}
+}
+
+// newServer is server.New of cfg on this store (a temporary data dir or a
+// fresh etcd prefix), once its store is ready; closed when the test ends.
+func (st storeKind) newServer(t testing.TB, cfg server.Config) *server.Server {
+	t.Helper()
+	cfg.DataDir = t.TempDir()
+	if st.etcd {
+		cfg.DataDir = ""
+		cfg.Etcd = &etcdconf.Config{Endpoints: sharedEtcd.Endpoints(), Prefix: uniquePrefix(t)}
+	}
+	srv, err := server.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := srv.Ready(ctx)
+		cancel()
+		if err == nil {
+			return srv
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("store not ready: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 var notKeyChars = regexp.MustCompile(`[^A-Za-z0-9_-]+`)
 
 // uniquePrefix is an etcd prefix no other test uses.
-func uniquePrefix(t *testing.T) string {
+func uniquePrefix(t testing.TB) string {
 	var b [4]byte
 	_, _ = rand.Read(b[:])
 	return "/test/" + notKeyChars.ReplaceAllString(t.Name(), "_") + "-" + hex.EncodeToString(b[:])

@@ -189,6 +189,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ErrorLog:       zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	fresh := &freshConns{m: map[net.Conn]struct{}{}}
+	hs.ConnState = fresh.track
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -200,6 +202,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.log.Info("shutting down", zap.String("addr", l.Addr().String()))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
+	// Shutdown waits up to 5 s for connections that have not sent a
+	// request yet (a client's spare connection): give them a moment to
+	// send one, then close them.
+	closeFresh := time.AfterFunc(freshConnGrace, fresh.closeAll)
+	defer closeFresh.Stop()
 	shutErr := hs.Shutdown(sctx)
 	if shutErr != nil {
 		shutErr = fmt.Errorf("shut down HTTP server on %s: %w", l.Addr(), shutErr)
@@ -207,6 +214,35 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 	<-errc
 	return errors.Join(shutErr, s.Close())
+}
+
+// freshConnGrace is how long a connection that has sent nothing may still
+// send its first request once shutdown has begun.
+const freshConnGrace = 200 * time.Millisecond
+
+// freshConns are the connections that have not sent a request yet.
+type freshConns struct {
+	mu sync.Mutex
+	m  map[net.Conn]struct{}
+}
+
+func (f *freshConns) track(c net.Conn, st http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st == http.StateNew {
+		f.m[c] = struct{}{}
+	} else {
+		delete(f.m, c)
+	}
+}
+
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.m {
+		_ = c.Close()
+		delete(f.m, c)
+	}
 }
 
 // Close closes the store. Every mutation that was answered is already

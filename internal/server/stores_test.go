@@ -28,6 +28,9 @@ func TestMain(m *testing.M) {
 	}
 	sharedEtcd = c
 	code := m.Run()
+	for _, stop := range stopShared {
+		stop()
+	}
 	stop()
 	os.Exit(code)
 }

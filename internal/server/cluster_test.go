@@ -384,7 +384,9 @@ func TestLimitsHoldAcrossFrontends(t *testing.T) {
 	}); o != (outcome{limit, 12 - limit}) {
 		t.Fatalf("sessions: %+v, want %d created and %d limitReached", o, limit, 12-limit)
 	}
-	if o := race(func(c *client, i int) reply { return c.createService(fmt.Sprintf("svc-%02d", i), sessions[i%limit], nil, nil) }); o != (outcome{limit, 12 - limit}) {
+	if o := race(func(c *client, i int) reply {
+		return c.createService(fmt.Sprintf("svc-%02d", i), sessions[i%limit], nil, nil)
+	}); o != (outcome{limit, 12 - limit}) {
 		t.Fatalf("services: %+v, want %d created and %d limitReached", o, limit, 12-limit)
 	}
 	if o := race(func(c *client, i int) reply {
@@ -397,4 +399,3 @@ func TestLimitsHoldAcrossFrontends(t *testing.T) {
 	cs[2].do(http.MethodPost, "/sessions", `{"heartbeat_timeout":30}`).want(t, http.StatusCreated)
 	cs[1].do(http.MethodPost, "/sessions", `{"heartbeat_timeout":30}`).fault(t, http.StatusBadRequest, api.FaultLimitReached)
 }
-

@@ -98,12 +98,14 @@ func (s *Store) watchLoop(w watch) {
 		w.cancel()
 		// Start again after a pause, from the present: reconcile covers
 		// what happened meanwhile.
-		for {
+		pause := 100 * time.Millisecond
+		for attempt := 1; ; attempt++ {
 			select {
 			case <-s.ctx.Done():
 				return
-			case <-time.After(200 * time.Millisecond):
+			case <-time.After(pause):
 			}
+			pause = min(2*pause, 2*time.Second)
 			rev, err := s.currentRevision()
 			if err == nil {
 				w, err = s.startWatch(rev + 1)
@@ -118,7 +120,9 @@ func (s *Store) watchLoop(w watch) {
 			if s.ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("expiry watch: cannot restart yet", zap.Error(err))
+			if attempt == 1 || attempt%10 == 0 {
+				s.log.Warn("expiry watch: cannot restart yet, retrying", zap.Int("attempt", attempt), zap.Error(err))
+			}
 		}
 	}
 }

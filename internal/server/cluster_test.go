@@ -399,3 +399,36 @@ func TestLimitsHoldAcrossFrontends(t *testing.T) {
 	cs[2].do(http.MethodPost, "/sessions", `{"heartbeat_timeout":30}`).want(t, http.StatusCreated)
 	cs[1].do(http.MethodPost, "/sessions", `{"heartbeat_timeout":30}`).fault(t, http.StatusBadRequest, api.FaultLimitReached)
 }
+
+// Unlike bbolt's restart, which restores sessions with a fresh timeout
+// and an unknown chain (boltstore's tests), restarting the frontends of an
+// etcd store changes nothing: the chain goes on and the leases keep
+// running.
+func TestRestartingEveryFrontendKeepsChainsAndLeases(t *testing.T) {
+	fronts := startFrontends(t, sharedCluster(t), 2)
+	id := fronts[0].Authenticate(t, "alice")
+	cs := clientsOf(t, fronts, id)
+	kept, tok := cs[0].createSession(3, nil)
+	var t1 api.HeartbeatToken
+	cs[1].heartbeat(kept, tok).want(t, http.StatusOK).decode(t, &t1)
+	idle, _ := cs[0].createSession(3, nil)
+	created := time.Now()
+	for _, f := range fronts {
+		f.Restart()
+	}
+	cs = clientsOf(t, fronts, id)                     // the same token: it is in etcd
+	cs[0].heartbeat(kept, tok).want(t, http.StatusOK) // the previous token replays
+	cs[1].heartbeat(kept, "6ba7b810-9dad-11d1-80b4-00c04fd430c8").fault(t, http.StatusBadRequest, api.FaultBadRequest)
+	var t2 api.HeartbeatToken
+	cs[1].heartbeat(kept, t1.Token).want(t, http.StatusOK).decode(t, &t2)
+	gone := waitFor(t, 3*time.Second+expiryBound+3*time.Second, "the idle session to expire", func() bool {
+		cs[0].heartbeat(kept, t2.Token).want(t, http.StatusOK).decode(t, &t2)
+		return !cs[1].exists("/sessions/" + idle)
+	})
+	if late := gone.Sub(created) - 3*time.Second; late > expiryBound {
+		t.Fatalf("the idle session expired %s after its timeout: the restart must not have given it a fresh one", late)
+	}
+	if !cs[1].exists("/sessions/" + kept) {
+		t.Fatal("the heartbeated session is gone")
+	}
+}

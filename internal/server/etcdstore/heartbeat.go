@@ -18,7 +18,7 @@ import (
 // transactions are in flight at once.
 const (
 	maxBeatBatch = 100 // below etcd's 128 operations per transaction
-	beatWorkers  = 4
+	beatWorkers  = 2
 )
 
 // Heartbeat implements store.Store: decide on the chain as this frontend
@@ -54,14 +54,15 @@ func (s *Store) Heartbeat(ctx context.Context, tenant, id string, got, next uuid
 			return uuid.UUID{}, err
 		}
 		val := chainValue{Cur: chain.Cur, Prev: chain.Prev, HasPrev: chain.HasPrev, LastSeen: time.Now().UnixMilli()}
-		res := s.beats.swap(ctx, chainKey, s.keys.session(tenant, id), rev, val)
+		res := s.beats.swap(ctx, chainKey, rev, val)
 		if res.err != nil {
 			return uuid.UUID{}, res.err
 		}
 		if !res.ok {
 			// Another heartbeat (here or on another frontend) or a change
 			// of the session came first: decide again on what etcd holds.
-			if e, err = s.beats.fill(tenant, id, res.def, res.chain); err != nil {
+			// (A changed lease is found by the keep-alive.)
+			if e, err = s.beats.fillChain(tenant, id, e, res.chain); err != nil {
 				return uuid.UUID{}, err
 			}
 			fresh = true
@@ -120,19 +121,19 @@ type beatEntry struct {
 }
 
 type swapReq struct {
-	ctx              context.Context
-	chainKey, defKey string
-	rev              int64
-	value            string
-	done             chan swapResult
+	ctx      context.Context
+	chainKey string
+	rev      int64
+	value    string
+	done     chan swapResult
 }
 
 type swapResult struct {
 	ok  bool
 	rev int64 // the chain key's new revision, when ok
-	// When not ok: what etcd holds now (nil: absent).
-	chain, def *mvccpb.KeyValue
-	err        error
+	// When not ok: the chain key as etcd holds it now (nil: absent).
+	chain *mvccpb.KeyValue
+	err   error
 }
 
 func newBeats(s *Store) *beats {
@@ -185,7 +186,8 @@ func (b *beats) fill(tenant, id string, def, chain *mvccpb.KeyValue) (*beatEntry
 	if err := decodeKV(def, &d); err != nil {
 		return nil, err
 	}
-	if err := decodeKV(chain, &e.chain); err != nil {
+	var err error
+	if e.chain, err = decodeChain(chain); err != nil {
 		return nil, err
 	}
 	e.lease = d.Lease
@@ -205,6 +207,25 @@ func (b *beats) fill(tenant, id string, def, chain *mvccpb.KeyValue) (*beatEntry
 	return e, nil
 }
 
+// fillChain updates e, the session's entry, from its chain key as read
+// (nil: the session is gone).
+func (b *beats) fillChain(tenant, id string, e *beatEntry, chain *mvccpb.KeyValue) (*beatEntry, error) {
+	if chain == nil {
+		b.forget(tenant, id)
+		return nil, store.ErrNotFound
+	}
+	c, err := decodeChain(chain)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	if chain.ModRevision >= e.rev {
+		e.chain, e.rev = c, chain.ModRevision
+	}
+	e.mu.Unlock()
+	return e, nil
+}
+
 // forget drops the session's cached chain.
 func (b *beats) forget(tenant, id string) {
 	b.mu.Lock()
@@ -213,8 +234,8 @@ func (b *beats) forget(tenant, id string) {
 }
 
 // swap queues a compare-and-swap of a chain key and waits for its result.
-func (b *beats) swap(ctx context.Context, chainKey, defKey string, rev int64, v chainValue) swapResult {
-	req := &swapReq{ctx: ctx, chainKey: chainKey, defKey: defKey, rev: rev, value: encode(v), done: make(chan swapResult, 1)}
+func (b *beats) swap(ctx context.Context, chainKey string, rev int64, v chainValue) swapResult {
+	req := &swapReq{ctx: ctx, chainKey: chainKey, rev: rev, value: v.marshal(), done: make(chan swapResult, 1)}
 	select {
 	case b.queue <- req:
 	case <-ctx.Done():
@@ -229,9 +250,7 @@ func (b *beats) swap(ctx context.Context, chainKey, defKey string, rev int64, v 
 }
 
 // work sends the queued swaps, as many as are waiting (up to
-// maxBeatBatch) in one transaction of one nested transaction each: each
-// compares its chain key's revision and puts the new chain, or else reads
-// the chain and the definition.
+// maxBeatBatch), in one transaction (sendOnce).
 func (b *beats) work() {
 	var carry []*swapReq
 	for {
@@ -270,45 +289,63 @@ func (b *beats) work() {
 }
 
 func (b *beats) send(batch []*swapReq) {
-	ops := make([]clientv3.Op, 0, len(batch))
+	for len(batch) > 0 {
+		batch = b.sendOnce(batch)
+	}
+}
+
+// sendOnce sends the batch as one transaction that compares every chain
+// key's revision and puts every new chain, or else reads the chain keys.
+// One transaction of plain operations costs etcd much less than one
+// nested transaction per swap, and a failed compare is rare (the session's
+// heartbeats moved to another frontend): the swaps whose compare held are
+// returned, to be sent again at once, and the others answered with what
+// etcd holds.
+func (b *beats) sendOnce(batch []*swapReq) []*swapReq {
 	live := batch[:0]
 	for _, r := range batch {
-		if r.ctx.Err() != nil {
-			continue // its caller has given up and answered
+		if r.ctx.Err() == nil { // else its caller has given up and answered
+			live = append(live, r)
 		}
-		live = append(live, r)
-		ops = append(ops, clientv3.OpTxn(
-			[]clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(r.chainKey), "=", r.rev)},
-			[]clientv3.Op{clientv3.OpPut(r.chainKey, r.value)},
-			[]clientv3.Op{clientv3.OpGet(r.chainKey), clientv3.OpGet(r.defKey)},
-		))
 	}
 	if len(live) == 0 {
-		return
+		return nil
+	}
+	cmps := make([]clientv3.Cmp, len(live))
+	puts := make([]clientv3.Op, len(live))
+	gets := make([]clientv3.Op, len(live))
+	for i, r := range live {
+		cmps[i] = clientv3.Compare(clientv3.ModRevision(r.chainKey), "=", r.rev)
+		puts[i] = clientv3.OpPut(r.chainKey, r.value)
+		gets[i] = clientv3.OpGet(r.chainKey)
 	}
 	ctx, cancel := b.s.call(b.s.ctx)
-	resp, err := b.s.cli.Txn(ctx).Then(ops...).Commit()
+	resp, err := b.s.cli.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
 	cancel()
 	if err != nil {
 		err = b.s.fail("heartbeat", err)
 		for _, r := range live {
 			r.done <- swapResult{err: err}
 		}
-		return
+		return nil
 	}
-	for i, r := range live {
-		inner := resp.Responses[i].GetResponseTxn()
-		if inner.Succeeded {
+	if resp.Succeeded {
+		for _, r := range live {
 			r.done <- swapResult{ok: true, rev: resp.Header.Revision}
+		}
+		return nil
+	}
+	var again []*swapReq
+	for i, r := range live {
+		var kv *mvccpb.KeyValue
+		if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) > 0 {
+			kv = kvs[0]
+		}
+		if kv != nil && kv.ModRevision == r.rev {
+			again = append(again, r)
 			continue
 		}
-		var res swapResult
-		if kvs := inner.Responses[0].GetResponseRange().Kvs; len(kvs) > 0 {
-			res.chain = kvs[0]
-		}
-		if kvs := inner.Responses[1].GetResponseRange().Kvs; len(kvs) > 0 {
-			res.def = kvs[0]
-		}
-		r.done <- res
+		r.done <- swapResult{chain: kv}
 	}
+	return again
 }

@@ -13,7 +13,7 @@ import (
 // keepAliveStreams is how many LeaseKeepAlive streams a frontend keeps
 // open. etcd answers each stream's requests one after another, so several
 // streams let renewals of many sessions proceed in parallel.
-const keepAliveStreams = 4
+const keepAliveStreams = 32
 
 // keeper renews leases over a few long-lived LeaseKeepAlive streams, on
 // which requests are pipelined: clientv3's KeepAliveOnce opens a new

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,12 +32,43 @@ type definition struct {
 }
 
 // chainValue is a session's chain key: the token chain and last_seen,
-// rewritten by every heartbeat.
+// rewritten by every heartbeat. Unlike the other keys it is binary (42
+// bytes rather than JSON's 130), since its size is what every heartbeat
+// writes to three etcd logs: a format byte (1), a flags byte (1: has a
+// previous token), the current and previous tokens (16 bytes each), and
+// last_seen (unix ms, 8 bytes big endian).
 type chainValue struct {
-	Cur      uuid.UUID `json:"cur"`
-	Prev     uuid.UUID `json:"prev"`
-	HasPrev  bool      `json:"has_prev,omitempty"`
-	LastSeen int64     `json:"last_seen,omitempty"`
+	Cur, Prev uuid.UUID
+	HasPrev   bool
+	LastSeen  int64
+}
+
+const chainFormat, chainSize = 1, 42
+
+func (c chainValue) marshal() string {
+	var b [chainSize]byte
+	b[0] = chainFormat
+	if c.HasPrev {
+		b[1] = 1
+	}
+	copy(b[2:18], c.Cur[:])
+	copy(b[18:34], c.Prev[:])
+	binary.BigEndian.PutUint64(b[34:], uint64(c.LastSeen))
+	return string(b[:])
+}
+
+// decodeChain decodes a chain key.
+func decodeChain(kv *mvccpb.KeyValue) (chainValue, error) {
+	b := kv.Value
+	if len(b) != chainSize || b[0] != chainFormat {
+		return chainValue{}, fmt.Errorf("decode %s: not a token chain of format %d", kv.Key, chainFormat)
+	}
+	var c chainValue
+	c.HasPrev = b[1]&1 != 0
+	copy(c.Cur[:], b[2:18])
+	copy(c.Prev[:], b[18:34])
+	c.LastSeen = int64(binary.BigEndian.Uint64(b[34:]))
+	return c, nil
 }
 
 func (c chainValue) chain() store.Chain {
@@ -97,7 +129,7 @@ func (s *Store) CreateSession(ctx context.Context, tenant string, ns store.NewSe
 				m.Sessions++
 				return []clientv3.Op{
 					clientv3.OpPut(defKey, encode(def)),
-					clientv3.OpPut(s.keys.beat(tenant, id), encode(chainValue{Cur: ns.Token})),
+					clientv3.OpPut(s.keys.beat(tenant, id), chainValue{Cur: ns.Token}.marshal()),
 					clientv3.OpPut(s.keys.alive(tenant, id), "", clientv3.WithLease(lease.ID)),
 				}, nil
 			},
@@ -139,7 +171,7 @@ func (s *Store) Session(ctx context.Context, tenant, id string) (api.Session, er
 		return api.Session{}, err
 	}
 	if len(beats) > 0 {
-		if err := decodeKV(beats[0], &c); err != nil {
+		if c, err = decodeChain(beats[0]); err != nil {
 			return api.Session{}, err
 		}
 	}
@@ -206,8 +238,8 @@ func (s *Store) readSessions(ctx context.Context, tenant string, withServices bo
 	}
 	chains := make(map[string]chainValue, len(resp[1]))
 	for _, kv := range resp[1] {
-		var c chainValue
-		if err := decodeKV(kv, &c); err != nil {
+		c, err := decodeChain(kv)
+		if err != nil {
 			return nil, nil, nil, err
 		}
 		chains[strings.TrimPrefix(string(kv.Key), s.keys.beats(tenant))] = c

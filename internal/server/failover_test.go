@@ -278,10 +278,14 @@ func TestLosingEtcdsQuorumAnswers503QuicklyAndSessionsOutliveIt(t *testing.T) {
 	for i, f := range fronts {
 		tries[i] = newTryClient(f.URL, id)
 	}
-	sid, tok := cs[0].createSession(3, nil)
-	cs[0].createService("web-1", sid, nil, nil).want(t, http.StatusCreated)
+	// One session outlives the outage (its timeout is longer), one does
+	// not.
+	long, tok := cs[0].createSession(15, nil)
+	cs[0].createService("web-1", long, nil, nil).want(t, http.StatusCreated)
 	var next api.HeartbeatToken
-	cs[1].heartbeat(sid, tok).want(t, http.StatusOK).decode(t, &next)
+	cs[1].heartbeat(long, tok).want(t, http.StatusOK).decode(t, &next)
+	short, _ := cs[2].createSession(3, nil)
+	cs[2].createService("short-1", short, nil, nil).want(t, http.StatusCreated)
 
 	c.Stop(0)
 	c.Stop(1)
@@ -292,8 +296,8 @@ func TestLosingEtcdsQuorumAnswers503QuicklyAndSessionsOutliveIt(t *testing.T) {
 	// makes at most two in a row).
 	const bound = 5 * time.Second
 	calls := []struct{ method, path, body string }{
-		{http.MethodPost, "/sessions/" + sid + "/heartbeat", `{"token":"` + next.Token + `"}`},
-		{http.MethodGet, "/sessions/" + sid, ""},
+		{http.MethodPost, "/sessions/" + long + "/heartbeat", `{"token":"` + next.Token + `"}`},
+		{http.MethodGet, "/sessions/" + long, ""},
 		{http.MethodGet, "/services", ""},
 		{http.MethodPost, "/sessions", `{"heartbeat_timeout":30}`},
 		{http.MethodPut, "/configuration/during-loss", `{"value":"v"}`},
@@ -325,25 +329,28 @@ func TestLosingEtcdsQuorumAnswers503QuicklyAndSessionsOutliveIt(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// Keep quorum away for longer than the session's timeout.
-	waitFor(t, 10*time.Second, "the session's timeout to pass", func() bool { return time.Since(lostAt) > 4*time.Second })
+	// Keep quorum away for longer than the short session's timeout.
+	waitFor(t, 10*time.Second, "the short session's timeout to pass", func() bool { return time.Since(lostAt) > 4*time.Second })
 
 	c.Restart(0)
 	c.Restart(1)
-	// Once quorum is back, the session that outlived it is still there
-	// (etcd's new leader gives every lease a full TTL), with its service
-	// and its token chain.
+	// Once quorum is back, the session that outlived the outage is still
+	// there with its service and its token chain; the one whose timeout
+	// passed during it expires (its wrapper registers again), with one
+	// event.
 	waitFor(t, 15*time.Second, "the frontends to answer again", func() bool {
-		code, _, _, err := tries[2].do(http.MethodGet, "/sessions/"+sid, "")
+		code, _, _, err := tries[2].do(http.MethodGet, "/sessions/"+long, "")
 		return err == nil && code == http.StatusOK
 	})
 	var again api.HeartbeatToken
-	cs[2].heartbeat(sid, next.Token).want(t, http.StatusOK).decode(t, &again)
+	cs[2].heartbeat(long, next.Token).want(t, http.StatusOK).decode(t, &again)
 	cs[0].do(http.MethodGet, "/services/web-1", nil).want(t, http.StatusOK)
-	cs[1].heartbeat(sid, again.Token).want(t, http.StatusOK)
-	// And it still expires when nobody heartbeats it, once.
-	waitFor(t, 3*time.Second+expiryBound+5*time.Second, "the session to expire", func() bool {
-		return !cs[0].exists("/sessions/" + sid)
+	cs[1].heartbeat(long, again.Token).want(t, http.StatusOK)
+	waitFor(t, 10*time.Second, "the short session to expire", func() bool {
+		return !cs[0].exists("/sessions/" + short)
 	})
-	checkOneTimeoutEach(t, cs[1], []string{sid})
+	checkOneTimeoutEach(t, cs[1], []string{short})
+	if !cs[0].exists("/sessions/" + long) {
+		t.Fatal("the session that outlived the outage expired")
+	}
 }

@@ -343,24 +343,36 @@ func (s *Store) commitGroup(tenant string, group []*mutation, r reads) (int, rea
 
 func has(r reads, k string) bool { _, ok := r[k]; return ok }
 
-// read reads keys into r, in transactions of at most maxTxnKeys gets.
+// read reads keys into r, in transactions of at most maxTxnKeys gets,
+// sent at once.
 func (s *Store) read(ctx context.Context, r reads, ks []string) error {
+	var chunks [][]string
 	for len(ks) > 0 {
-		chunk := ks[:min(len(ks), maxTxnKeys)]
-		ks = ks[len(chunk):]
-		ops := make([]clientv3.Op, len(chunk))
-		for i, k := range chunk {
-			ops[i] = clientv3.OpGet(k)
+		n := min(len(ks), maxTxnKeys)
+		chunks, ks = append(chunks, ks[:n]), ks[n:]
+	}
+	resps := make([]*clientv3.TxnResponse, len(chunks))
+	errs := make([]error, len(chunks))
+	var wg sync.WaitGroup
+	for i, chunk := range chunks {
+		wg.Go(func() {
+			ops := make([]clientv3.Op, len(chunk))
+			for j, k := range chunk {
+				ops[j] = clientv3.OpGet(k)
+			}
+			tctx, cancel := s.call(ctx)
+			defer cancel()
+			resps[i], errs[i] = s.cli.Txn(tctx).Then(ops...).Commit()
+		})
+	}
+	wg.Wait()
+	for i, chunk := range chunks {
+		if errs[i] != nil {
+			return s.fail("read", errs[i])
 		}
-		tctx, cancel := s.call(ctx)
-		resp, err := s.cli.Txn(tctx).Then(ops...).Commit()
-		cancel()
-		if err != nil {
-			return s.fail("read", err)
-		}
-		for i, k := range chunk {
+		for j, k := range chunk {
 			r[k] = nil
-			if kvs := resp.Responses[i].GetResponseRange().Kvs; len(kvs) > 0 {
+			if kvs := resps[i].Responses[j].GetResponseRange().Kvs; len(kvs) > 0 {
 				r[k] = kvs[0]
 			}
 		}

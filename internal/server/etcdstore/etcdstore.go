@@ -8,13 +8,13 @@
 // promise of the cluster (a token issued anywhere works everywhere, one
 // shared token chain, exactly one services.timeout event per expired
 // session, event ids in commit order, exact limits, 503 when etcd has lost
-// its quorum), are in docs/cluster.md. In short: a session's liveness is an
-// etcd lease bound to its alive key; a heartbeat is a compare-and-swap of
-// the session's chain key followed by a lease keep-alive, many heartbeats
-// to one transaction; every frontend watches alive keys being deleted and
-// expires the session with one transaction that only the first frontend
-// wins; every other write of a tenant compares the tenant's meta key,
-// which holds its counts and its event sequence.
+// its quorum), are in docs/cluster.md. In short: a heartbeat is a
+// compare-and-swap of the session's chain key, many heartbeats to one
+// transaction; every frontend watches every chain key and times each
+// session from its chain key's last revision; a session due is expired by
+// one transaction that compares that revision, which only the first
+// frontend wins; every other write of a tenant compares the tenant's meta
+// key, which holds its counts and its event sequence.
 //
 // It is not a general etcd client and holds no consensus logic of its own:
 // etcd decides every race.
@@ -53,10 +53,10 @@ const (
 
 	// maxTxnKeys bounds the keys one transaction compares or writes,
 	// below etcd's default --max-txn-ops of 128.
-	maxTxnKeys = 100
+	maxTxnKeys = 120
 	// maxServicesPerSession keeps a session's removal (one transaction
 	// deleting each of its services) within maxTxnKeys.
-	maxServicesPerSession = 90
+	maxServicesPerSession = 100
 
 	reconcileEvery = time.Minute
 	compactEvery   = time.Minute
@@ -96,7 +96,7 @@ type Store struct {
 
 	committers committers
 	beats      *beats
-	keeper     *keeper
+	index      *index
 	tokens     *tokens
 
 	ctx       context.Context // cancelled by Close
@@ -109,8 +109,9 @@ type Store struct {
 var _ store.Store = (*Store)(nil)
 
 // Open checks cfg, creates the etcd client (which connects lazily) and
-// starts the bootstrap: check or write the schema, watch for expiries,
-// reconcile what expired while no frontend watched. Until that is done
+// starts the bootstrap: check or write the schema, read every chain key
+// (sessions that expired while no frontend ran expire at once), watch
+// them. Until that is done
 // every call answers ErrUnavailable; an unreachable etcd is retried (and
 // logged) until Close.
 func Open(cfg Config) (*Store, error) {
@@ -147,7 +148,7 @@ func Open(cfg Config) (*Store, error) {
 		cancel:      cancel,
 	}
 	s.committers.init(s)
-	s.keeper = newKeeper(s)
+	s.index = newIndex(s)
 	s.beats = newBeats(s)
 	s.tokens = newTokens(s)
 	s.bg.Go(func() { s.bootstrap(cfg.NoCompaction) })
@@ -211,16 +212,16 @@ func (s *Store) bootstrap(noCompaction bool) {
 	}
 	close(s.ready)
 	s.log.Info("etcd store ready", zap.String("keys", s.keys.root))
-	s.bg.Go(s.reconcileLoop)
+	s.bg.Go(s.index.run)
+	s.bg.Go(s.resyncLoop)
 	s.bg.Go(s.pruneLoop)
 	if !noCompaction {
 		s.bg.Go(s.compactLoop)
 	}
 }
 
-// start checks the schema and starts the expiry watch. The watch starts
-// before the first reconciliation, so that an expiry is seen by one or
-// the other.
+// start checks the schema, syncs the index and starts its watch from the
+// revision the sync read, so that no heartbeat is missed in between.
 func (s *Store) start() error {
 	ctx, cancel := s.call(s.ctx)
 	defer cancel()
@@ -236,14 +237,11 @@ func (s *Store) start() error {
 			return fmt.Errorf("schema version %q under %s, this build reads %q", kvs[0].Value, s.keys.root, schemaVersion)
 		}
 	}
-	w, err := s.startWatch(resp.Header.Revision + 1)
+	rev, err := s.sync()
 	if err != nil {
 		return err
 	}
-	if err := s.reconcile(); err != nil {
-		w.cancel()
-		return err
-	}
+	w := s.startWatch(rev + 1)
 	s.bg.Go(func() { s.watchLoop(w) })
 	return nil
 }
@@ -284,13 +282,11 @@ func (s *Store) waitReady(ctx context.Context) error {
 var errClosed = store.Unavailable(errors.New("the store is closed: the server is shutting down"))
 
 // Close stops the background work and closes the client. Sessions are
-// not ended: their leases run on in etcd.
+// not ended: the other frontends time them.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.bg.Wait()
-		s.beats.close()
-		s.keeper.close()
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			s.closeErr = fmt.Errorf("close etcd client: %w", err)
 		}
@@ -346,21 +342,19 @@ func (k keys) tenant(tenant string) string      { return k.root + "/tenants/" + 
 func (k keys) meta(tenant string) string        { return k.tenant(tenant) + "meta" }
 func (k keys) sessions(tenant string) string    { return k.tenant(tenant) + "sessions/" }
 func (k keys) session(tenant, id string) string { return k.sessions(tenant) + id }
-func (k keys) beats(tenant string) string       { return k.tenant(tenant) + "beats/" }
+func (k keys) beatRoot() string                 { return k.root + "/beats/" }
+func (k keys) beats(tenant string) string       { return k.beatRoot() + tenant + "/" }
 func (k keys) beat(tenant, id string) string    { return k.beats(tenant) + id }
 func (k keys) services(tenant string) string    { return k.tenant(tenant) + "services/" }
 func (k keys) service(tenant, id string) string { return k.services(tenant) + id }
 func (k keys) configs(tenant string) string     { return k.tenant(tenant) + "config/" }
 func (k keys) config(tenant, id string) string  { return k.configs(tenant) + id }
 func (k keys) events(tenant string) string      { return k.tenant(tenant) + "events/" }
-func (k keys) aliveRoot() string                { return k.root + "/alive/" }
-func (k keys) alives(tenant string) string      { return k.aliveRoot() + tenant + "/" }
-func (k keys) alive(tenant, id string) string   { return k.alives(tenant) + id }
 func (k keys) token(hash string) string         { return k.root + "/tokens/" + hash }
 
-// parseAlive splits an alive key into tenant and session id.
-func (k keys) parseAlive(key string) (tenant, id string, ok bool) {
-	rest, ok := strings.CutPrefix(key, k.aliveRoot())
+// parseBeat splits a chain key into tenant and session id.
+func (k keys) parseBeat(key string) (tenant, id string, ok bool) {
+	rest, ok := strings.CutPrefix(key, k.beatRoot())
 	if !ok {
 		return "", "", false
 	}

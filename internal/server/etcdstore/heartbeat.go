@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -15,36 +14,40 @@ import (
 )
 
 // Heartbeats: how many swaps one transaction carries, and how many
-// transactions are in flight at once.
+// transactions a frontend has in flight at once.
 const (
 	maxBeatBatch = 100 // below etcd's 128 operations per transaction
 	beatWorkers  = 2
 )
 
 // Heartbeat implements store.Store: decide on the chain as this frontend
-// last saw it, swap it in etcd if nobody changed it since (else decide
-// again on what etcd holds), then keep the session's lease alive. A token
-// that does not chain is refused only after the chain was read fresh, so a
-// stale cache never refuses a good token; and since the swap compares the
-// chain key's revision, a stale cache never accepts a bad one either.
+// last saw it (the index, fed by the watch of every chain key), and swap
+// it in etcd if nobody changed it since, else decide again on what etcd
+// holds. The committed swap is the heartbeat: it moves the chain key's
+// revision, which is what every frontend times the session's expiry from.
+// A token that does not chain is refused only after the chain was read
+// fresh, so a stale index never refuses a good token; and since the swap
+// compares the revision, a stale index never accepts a bad one either.
 func (s *Store) Heartbeat(ctx context.Context, tenant, id string, got, next uuid.UUID) (uuid.UUID, error) {
 	if err := s.waitReady(ctx); err != nil {
 		return uuid.UUID{}, err
 	}
 	ctx, cancel := s.call(ctx)
 	defer cancel()
-	e, fresh, err := s.beats.entry(ctx, tenant, id)
-	if err != nil {
-		return uuid.UUID{}, err
+	key := s.keys.beat(tenant, id)
+	cur, rev, ok := s.index.chain(key)
+	fresh := false
+	if !ok {
+		var err error
+		if cur, rev, err = s.readChain(ctx, key); err != nil {
+			return uuid.UUID{}, err
+		}
+		fresh = true
 	}
-	chainKey := s.keys.beat(tenant, id)
 	for range 8 {
-		e.mu.Lock()
-		cur, rev, lease := e.chain, e.rev, e.lease
-		e.mu.Unlock()
 		chain, reply, err := cur.chain().Advance(got, next)
 		if errors.Is(err, store.ErrTokenMismatch) && !fresh {
-			if e, err = s.beats.reload(ctx, tenant, id); err != nil {
+			if cur, rev, err = s.readChain(ctx, key); err != nil {
 				return uuid.UUID{}, err
 			}
 			fresh = true
@@ -53,79 +56,65 @@ func (s *Store) Heartbeat(ctx context.Context, tenant, id string, got, next uuid
 		if err != nil {
 			return uuid.UUID{}, err
 		}
-		val := chainValue{Cur: chain.Cur, Prev: chain.Prev, HasPrev: chain.HasPrev, LastSeen: time.Now().UnixMilli()}
-		res := s.beats.swap(ctx, chainKey, rev, val)
+		val := cur
+		val.Cur, val.Prev, val.HasPrev = chain.Cur, chain.Prev, chain.HasPrev
+		now := time.Now()
+		val.At, val.LastSeen = now.UnixMilli(), now.UnixMilli()
+		res := s.beats.swap(ctx, key, rev, val)
 		if res.err != nil {
 			return uuid.UUID{}, res.err
 		}
 		if !res.ok {
 			// Another heartbeat (here or on another frontend) or a change
 			// of the session came first: decide again on what etcd holds.
-			// (A changed lease is found by the keep-alive.)
-			if e, err = s.beats.fillChain(tenant, id, e, res.chain); err != nil {
+			if res.chain == nil {
+				return uuid.UUID{}, store.ErrNotFound
+			}
+			if cur, err = decodeChain(res.chain); err != nil {
 				return uuid.UUID{}, err
 			}
-			fresh = true
+			rev, fresh = res.chain.ModRevision, true
+			s.index.observe(key, rev, cur, time.Now())
 			continue
 		}
-		e.mu.Lock()
-		if e.rev == rev {
-			e.chain, e.rev = val, res.rev
-		}
-		e.mu.Unlock()
-		return reply, s.keepAlive(ctx, tenant, id, lease)
+		s.index.observe(key, res.rev, val, time.Now())
+		return reply, nil
 	}
 	return uuid.UUID{}, store.Unavailable(fmt.Errorf("heartbeat session %s: the token chain kept changing under it", id))
 }
 
-// keepAlive renews the session's lease. A lease that is gone was replaced
-// by a timeout change (renew the new one) or expired (the session is
-// being removed: 404).
-func (s *Store) keepAlive(ctx context.Context, tenant, id string, lease int64) error {
-	ttl, err := s.keeper.keepAlive(ctx, lease)
-	if err != nil || ttl > 0 {
-		return err
-	}
-	e, err := s.beats.reload(ctx, tenant, id)
+// readChain reads a chain key (a linearizable read) and records it in the
+// index; ErrNotFound when the session is gone.
+func (s *Store) readChain(ctx context.Context, key string) (chainValue, int64, error) {
+	resp, err := s.readTxn(ctx, "read the token chain", clientv3.OpGet(key))
 	if err != nil {
-		return err
+		return chainValue{}, 0, err
 	}
-	e.mu.Lock()
-	now := e.lease
-	e.mu.Unlock()
-	if now != lease {
-		if ttl, err = s.keeper.keepAlive(ctx, now); err != nil || ttl > 0 {
-			return err
-		}
+	if len(resp[0]) == 0 {
+		s.index.remove(key)
+		return chainValue{}, 0, store.ErrNotFound
 	}
-	s.beats.forget(tenant, id)
-	return store.ErrNotFound
+	kv := resp[0][0]
+	c, err := decodeChain(kv)
+	if err != nil {
+		return chainValue{}, 0, err
+	}
+	s.index.observe(key, kv.ModRevision, c, time.Now())
+	return c, kv.ModRevision, nil
 }
 
-// beats is the frontend's cache of token chains and the batching of their
-// compare-and-swaps.
+// beats batches the compare-and-swaps of chain keys.
 type beats struct {
 	s     *Store
 	queue chan *swapReq
-
-	mu    sync.RWMutex
-	cache map[string]*beatEntry // by tenant + "/" + session id
-}
-
-// beatEntry is a session's chain as this frontend last saw it.
-type beatEntry struct {
-	mu    sync.Mutex
-	lease int64
-	rev   int64 // modification revision of the chain key
-	chain chainValue
 }
 
 type swapReq struct {
-	ctx      context.Context
-	chainKey string
-	rev      int64
-	value    string
-	done     chan swapResult
+	ctx   context.Context
+	key   string
+	rev   int64
+	value string
+	done  chan swapResult
 }
 
 type swapResult struct {
@@ -137,105 +126,16 @@ type swapResult struct {
 }
 
 func newBeats(s *Store) *beats {
-	b := &beats{s: s, queue: make(chan *swapReq, 4*maxBeatBatch), cache: map[string]*beatEntry{}}
+	b := &beats{s: s, queue: make(chan *swapReq, 4*maxBeatBatch)}
 	for range beatWorkers {
 		s.bg.Go(b.work)
 	}
 	return b
 }
 
-func (b *beats) close() {}
-
-// entry returns the session's cached chain, reading it on first use
-// (fresh reports that it was just read).
-func (b *beats) entry(ctx context.Context, tenant, id string) (*beatEntry, bool, error) {
-	b.mu.RLock()
-	e := b.cache[tenant+"/"+id]
-	b.mu.RUnlock()
-	if e != nil {
-		return e, false, nil
-	}
-	e, err := b.reload(ctx, tenant, id)
-	return e, true, err
-}
-
-// reload reads the session's definition and chain and caches them.
-func (b *beats) reload(ctx context.Context, tenant, id string) (*beatEntry, error) {
-	resp, err := b.s.readTxn(ctx, "read session "+id, clientv3.OpGet(b.s.keys.session(tenant, id)), clientv3.OpGet(b.s.keys.beat(tenant, id)))
-	if err != nil {
-		return nil, err
-	}
-	var def, chain *mvccpb.KeyValue
-	if len(resp[0]) > 0 {
-		def = resp[0][0]
-	}
-	if len(resp[1]) > 0 {
-		chain = resp[1][0]
-	}
-	return b.fill(tenant, id, def, chain)
-}
-
-// fill caches the session's chain from its keys as read (nil: absent).
-func (b *beats) fill(tenant, id string, def, chain *mvccpb.KeyValue) (*beatEntry, error) {
-	if def == nil || chain == nil {
-		b.forget(tenant, id)
-		return nil, store.ErrNotFound
-	}
-	var d definition
-	e := &beatEntry{rev: chain.ModRevision}
-	if err := decodeKV(def, &d); err != nil {
-		return nil, err
-	}
-	var err error
-	if e.chain, err = decodeChain(chain); err != nil {
-		return nil, err
-	}
-	e.lease = d.Lease
-	b.mu.Lock()
-	if old := b.cache[tenant+"/"+id]; old != nil {
-		// Keep one entry per session: heartbeats in flight hold it.
-		old.mu.Lock()
-		if e.rev >= old.rev {
-			old.lease, old.rev, old.chain = e.lease, e.rev, e.chain
-		}
-		old.mu.Unlock()
-		e = old
-	} else {
-		b.cache[tenant+"/"+id] = e
-	}
-	b.mu.Unlock()
-	return e, nil
-}
-
-// fillChain updates e, the session's entry, from its chain key as read
-// (nil: the session is gone).
-func (b *beats) fillChain(tenant, id string, e *beatEntry, chain *mvccpb.KeyValue) (*beatEntry, error) {
-	if chain == nil {
-		b.forget(tenant, id)
-		return nil, store.ErrNotFound
-	}
-	c, err := decodeChain(chain)
-	if err != nil {
-		return nil, err
-	}
-	e.mu.Lock()
-	if chain.ModRevision >= e.rev {
-		e.chain, e.rev = c, chain.ModRevision
-	}
-	e.mu.Unlock()
-	return e, nil
-}
-
-// forget drops the session's cached chain.
-func (b *beats) forget(tenant, id string) {
-	b.mu.Lock()
-	delete(b.cache, tenant+"/"+id)
-	b.mu.Unlock()
-}
-
 // swap queues a compare-and-swap of a chain key and waits for its result.
-func (b *beats) swap(ctx context.Context, chainKey string, rev int64, v chainValue) swapResult {
-	req := &swapReq{ctx: ctx, chainKey: chainKey, rev: rev, value: v.marshal(), done: make(chan swapResult, 1)}
+func (b *beats) swap(ctx context.Context, key string, rev int64, v chainValue) swapResult {
+	req := &swapReq{ctx: ctx, key: key, rev: rev, value: v.marshal(), done: make(chan swapResult, 1)}
 	select {
 	case b.queue <- req:
 	case <-ctx.Done():
@@ -250,7 +150,10 @@ func (b *beats) swap(ctx context.Context, chainKey string, rev int64, v chainVal
 }
 
 // work sends the queued swaps, as many as are waiting (up to
-// maxBeatBatch), in one transaction (sendOnce).
+// maxBeatBatch), in one transaction (sendOnce). While one worker's
+// transaction is in flight the next swaps queue up for the other's, so
+// that a busy frontend sends fewer, larger transactions: etcd's cost is
+// mostly per transaction, not per key.
 func (b *beats) work() {
 	var carry []*swapReq
 	for {
@@ -266,31 +169,27 @@ func (b *beats) work() {
 		}
 		seen := make(map[string]bool, len(batch))
 		for _, r := range batch {
-			seen[r.chainKey] = true
+			seen[r.key] = true
 		}
 	fill:
 		for len(batch) < maxBeatBatch {
 			select {
 			case req := <-b.queue:
-				if seen[req.chainKey] {
+				if seen[req.key] {
 					// One key once per transaction (etcd refuses it
 					// twice): the next one takes it.
 					carry = append(carry, req)
 					continue
 				}
-				seen[req.chainKey] = true
+				seen[req.key] = true
 				batch = append(batch, req)
 			default:
 				break fill
 			}
 		}
-		b.send(batch)
-	}
-}
-
-func (b *beats) send(batch []*swapReq) {
-	for len(batch) > 0 {
-		batch = b.sendOnce(batch)
+		for len(batch) > 0 {
+			batch = b.sendOnce(batch)
+		}
 	}
 }
 
@@ -298,9 +197,9 @@ func (b *beats) send(batch []*swapReq) {
 // key's revision and puts every new chain, or else reads the chain keys.
 // One transaction of plain operations costs etcd much less than one
 // nested transaction per swap, and a failed compare is rare (the session's
-// heartbeats moved to another frontend): the swaps whose compare held are
-// returned, to be sent again at once, and the others answered with what
-// etcd holds.
+// heartbeats moved to another frontend faster than the watch): the swaps
+// whose compare held are returned, to be sent again at once, and the
+// others answered with what etcd holds.
 func (b *beats) sendOnce(batch []*swapReq) []*swapReq {
 	live := batch[:0]
 	for _, r := range batch {
@@ -315,9 +214,9 @@ func (b *beats) sendOnce(batch []*swapReq) []*swapReq {
 	puts := make([]clientv3.Op, len(live))
 	gets := make([]clientv3.Op, len(live))
 	for i, r := range live {
-		cmps[i] = clientv3.Compare(clientv3.ModRevision(r.chainKey), "=", r.rev)
-		puts[i] = clientv3.OpPut(r.chainKey, r.value)
-		gets[i] = clientv3.OpGet(r.chainKey)
+		cmps[i] = clientv3.Compare(clientv3.ModRevision(r.key), "=", r.rev)
+		puts[i] = clientv3.OpPut(r.key, r.value)
+		gets[i] = clientv3.OpGet(r.key)
 	}
 	ctx, cancel := b.s.call(b.s.ctx)
 	resp, err := b.s.cli.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()

@@ -44,8 +44,8 @@ func (s *Store) CreateService(ctx context.Context, tenant string, svc api.Servic
 			if err != nil {
 				return nil, err
 			}
-			d.Services = append(d.Services, svc.ID)
-			slices.Sort(d.Services)
+			d.Services = append(d.Services, svc)
+			slices.SortFunc(d.Services, func(a, b api.Service) int { return strings.Compare(a.ID, b.ID) })
 			return []clientv3.Op{
 				clientv3.OpPut(svcKey, encode(svc)),
 				clientv3.OpPut(defKey, encode(d)),
@@ -93,7 +93,7 @@ func decodeServices(kvs []*mvccpb.KeyValue) ([]api.Service, error) {
 func (s *Store) UpdateService(ctx context.Context, tenant, id string, u store.ServiceUpdate) error {
 	svcKey := s.keys.service(tenant, id)
 	return s.mutate(ctx, tenant, &mutation{
-		keys: func(reads) []string { return []string{svcKey} },
+		keys: s.serviceKeys(tenant, svcKey),
 		decide: func(r reads, _ *meta) ([]clientv3.Op, error) {
 			var svc api.Service
 			if ok, err := r.decode(svcKey, &svc); !ok || err != nil {
@@ -105,9 +105,35 @@ func (s *Store) UpdateService(ctx context.Context, tenant, id string, u store.Se
 			if u.Metadata != nil {
 				svc.Metadata = u.Metadata
 			}
-			return []clientv3.Op{clientv3.OpPut(svcKey, encode(svc))}, nil
+			ops := []clientv3.Op{clientv3.OpPut(svcKey, encode(svc))}
+			defKey := s.keys.session(tenant, svc.SessionID)
+			var d definition
+			if ok, err := r.decode(defKey, &d); err != nil {
+				return nil, err
+			} else if ok {
+				for i := range d.Services {
+					if d.Services[i].ID == id {
+						d.Services[i] = svc
+					}
+				}
+				ops = append(ops, clientv3.OpPut(defKey, encode(d)))
+			}
+			return ops, nil
 		},
 	})
+}
+
+// serviceKeys are the keys a change of a service depends on: the service
+// and its session's definition.
+func (s *Store) serviceKeys(tenant, svcKey string) func(reads) []string {
+	return func(r reads) []string {
+		ks := []string{svcKey}
+		var svc api.Service
+		if ok, _ := r.decode(svcKey, &svc); ok {
+			ks = append(ks, s.keys.session(tenant, svc.SessionID))
+		}
+		return ks
+	}
 }
 
 // DeleteService implements store.Store: the service goes, and out of its
@@ -116,14 +142,7 @@ func (s *Store) DeleteService(ctx context.Context, tenant, id string) error {
 	svcKey := s.keys.service(tenant, id)
 	return s.mutate(ctx, tenant, &mutation{
 		meta: true,
-		keys: func(r reads) []string {
-			ks := []string{svcKey}
-			var svc api.Service
-			if ok, _ := r.decode(svcKey, &svc); ok {
-				ks = append(ks, s.keys.session(tenant, svc.SessionID))
-			}
-			return ks
-		},
+		keys: s.serviceKeys(tenant, svcKey),
 		decide: func(r reads, m *meta) ([]clientv3.Op, error) {
 			var svc api.Service
 			if ok, err := r.decode(svcKey, &svc); !ok || err != nil {
@@ -136,7 +155,7 @@ func (s *Store) DeleteService(ctx context.Context, tenant, id string) error {
 			if ok, err := r.decode(defKey, &d); err != nil {
 				return nil, err
 			} else if ok {
-				d.Services = slices.DeleteFunc(d.Services, func(x string) bool { return x == id })
+				d.Services = slices.DeleteFunc(d.Services, func(x api.Service) bool { return x.ID == id })
 				ops = append(ops, clientv3.OpPut(defKey, encode(d)))
 			}
 			return ops, nil

@@ -25,25 +25,31 @@ type definition struct {
 	HeartbeatTimeout int               `json:"heartbeat_timeout"`
 	Metadata         map[string]string `json:"metadata,omitempty"`
 	Created          int64             `json:"created"`
-	// Lease is the lease of the session's alive key.
-	Lease int64 `json:"lease"`
-	// Services are the ids of the session's services, sorted.
-	Services []string `json:"services,omitempty"`
+	// Services are the session's services as the service keys hold them,
+	// sorted by id: every change of a service rewrites its session's
+	// definition too, so that a removal (expiry or delete) compares one
+	// key and reads the services.timeout event's payload from it.
+	Services []api.Service `json:"services,omitempty"`
 }
 
-// chainValue is a session's chain key: the token chain and last_seen,
-// rewritten by every heartbeat. Unlike the other keys it is binary (42
-// bytes rather than JSON's 130), since its size is what every heartbeat
-// writes to three etcd logs: a format byte (1), a flags byte (1: has a
-// previous token), the current and previous tokens (16 bytes each), and
-// last_seen (unix ms, 8 bytes big endian).
+// chainValue is a session's chain key: the token chain, last_seen, and
+// what its expiry is timed from, rewritten by every heartbeat. Unlike the
+// other keys it is binary (52 bytes rather than JSON's 150), since its
+// size is what every heartbeat writes to every etcd member's log: a format
+// byte (1), a flags byte (1: there is a previous token), the timeout
+// (seconds, 2 bytes), the current and previous tokens (16 bytes each), the
+// time its expiry counts from (the creation, the last heartbeat or the
+// last timeout change) and last_seen (0: no heartbeat yet), both unix ms
+// in 8 bytes; integers big endian.
 type chainValue struct {
 	Cur, Prev uuid.UUID
 	HasPrev   bool
-	LastSeen  int64
+	Timeout   int   // seconds
+	At        int64 // unix ms its expiry counts from
+	LastSeen  int64 // unix ms of the last heartbeat, 0 before the first
 }
 
-const chainFormat, chainSize = 1, 42
+const chainFormat, chainSize = 1, 52
 
 func (c chainValue) marshal() string {
 	var b [chainSize]byte
@@ -51,9 +57,11 @@ func (c chainValue) marshal() string {
 	if c.HasPrev {
 		b[1] = 1
 	}
-	copy(b[2:18], c.Cur[:])
-	copy(b[18:34], c.Prev[:])
-	binary.BigEndian.PutUint64(b[34:], uint64(c.LastSeen))
+	binary.BigEndian.PutUint16(b[2:4], uint16(c.Timeout))
+	copy(b[4:20], c.Cur[:])
+	copy(b[20:36], c.Prev[:])
+	binary.BigEndian.PutUint64(b[36:44], uint64(c.At))
+	binary.BigEndian.PutUint64(b[44:52], uint64(c.LastSeen))
 	return string(b[:])
 }
 
@@ -65,9 +73,11 @@ func decodeChain(kv *mvccpb.KeyValue) (chainValue, error) {
 	}
 	var c chainValue
 	c.HasPrev = b[1]&1 != 0
-	copy(c.Cur[:], b[2:18])
-	copy(c.Prev[:], b[18:34])
-	c.LastSeen = int64(binary.BigEndian.Uint64(b[34:]))
+	c.Timeout = int(binary.BigEndian.Uint16(b[2:4]))
+	copy(c.Cur[:], b[4:20])
+	copy(c.Prev[:], b[20:36])
+	c.At = int64(binary.BigEndian.Uint64(b[36:44]))
+	c.LastSeen = int64(binary.BigEndian.Uint64(b[44:52]))
 	return c, nil
 }
 
@@ -98,24 +108,18 @@ func sessionView(id string, d definition, c chainValue) api.Session {
 
 var errIDTaken = errors.New("session id taken")
 
-// CreateSession implements store.Store: a lease with TTL = the timeout,
-// then one transaction putting the definition, the chain, the alive key on
-// the lease, and the tenant's count.
+// CreateSession implements store.Store: one transaction puts the
+// definition, the chain (from which every frontend times the session) and
+// the tenant's count.
 func (s *Store) CreateSession(ctx context.Context, tenant string, ns store.NewSession) (string, error) {
-	if err := s.waitReady(ctx); err != nil {
-		return "", err
-	}
-	lctx, cancel := s.call(ctx)
-	lease, err := s.cli.Grant(lctx, int64(ns.HeartbeatTimeout))
-	cancel()
-	if err != nil {
-		return "", s.fail("create session: grant lease", err)
-	}
 	var id string
+	var err error
 	for range 3 {
 		id = store.NewSessionID()
 		defKey := s.keys.session(tenant, id)
-		def := definition{HeartbeatTimeout: ns.HeartbeatTimeout, Metadata: emptyToNil(ns.Metadata), Created: time.Now().UnixMilli(), Lease: int64(lease.ID)}
+		now := time.Now().UnixMilli()
+		def := definition{HeartbeatTimeout: ns.HeartbeatTimeout, Metadata: emptyToNil(ns.Metadata), Created: now}
+		chain := chainValue{Cur: ns.Token, Timeout: ns.HeartbeatTimeout, At: now}
 		err = s.mutate(ctx, tenant, &mutation{
 			meta: true,
 			keys: func(reads) []string { return []string{defKey} },
@@ -129,8 +133,7 @@ func (s *Store) CreateSession(ctx context.Context, tenant string, ns store.NewSe
 				m.Sessions++
 				return []clientv3.Op{
 					clientv3.OpPut(defKey, encode(def)),
-					clientv3.OpPut(s.keys.beat(tenant, id), chainValue{Cur: ns.Token}.marshal()),
-					clientv3.OpPut(s.keys.alive(tenant, id), "", clientv3.WithLease(lease.ID)),
+					clientv3.OpPut(s.keys.beat(tenant, id), chain.marshal()),
 				}, nil
 			},
 		})
@@ -139,20 +142,9 @@ func (s *Store) CreateSession(ctx context.Context, tenant string, ns store.NewSe
 		}
 	}
 	if err != nil {
-		s.revoke(int64(lease.ID))
 		return "", err
 	}
 	return id, nil
-}
-
-// revoke revokes a lease that nothing needs any more, without waiting for
-// it: if it fails the lease expires by itself.
-func (s *Store) revoke(lease int64) {
-	s.bg.Go(func() {
-		ctx, cancel := s.call(s.ctx)
-		defer cancel()
-		_, _ = s.cli.Revoke(ctx, clientv3.LeaseID(lease))
-	})
 }
 
 // Session implements store.Store.
@@ -277,75 +269,38 @@ func decodeKV(kv *mvccpb.KeyValue, v any) error {
 	return nil
 }
 
-// UpdateSession implements store.Store. A new timeout needs a new lease
-// (an etcd lease's TTL is fixed): the definition, the alive key and the
-// chain key move to it in one transaction (the chain key's new revision
-// makes every frontend's cached chain, and the lease id cached with it,
-// stale), then the old lease is revoked.
+// UpdateSession implements store.Store. A new timeout is written to the
+// chain key as well, which moves its revision: every frontend times the
+// session again, with the new timeout, from the change.
 func (s *Store) UpdateSession(ctx context.Context, tenant, id string, u store.SessionUpdate) error {
 	defKey, beatKey := s.keys.session(tenant, id), s.keys.beat(tenant, id)
-	for range 3 {
-		var newLease int64
-		if u.HeartbeatTimeout != nil {
-			cur, err := s.Session(ctx, tenant, id)
-			if err != nil {
-				return err
+	return s.mutate(ctx, tenant, &mutation{
+		keys: func(reads) []string { return []string{defKey, beatKey} },
+		decide: func(r reads, _ *meta) ([]clientv3.Op, error) {
+			var d definition
+			if ok, err := r.decode(defKey, &d); !ok || err != nil {
+				return nil, cmp(err, store.ErrNotFound)
 			}
-			if cur.HeartbeatTimeout != *u.HeartbeatTimeout {
-				lctx, cancel := s.call(ctx)
-				l, err := s.cli.Grant(lctx, int64(*u.HeartbeatTimeout))
-				cancel()
+			ops := []clientv3.Op{}
+			if u.HeartbeatTimeout != nil && *u.HeartbeatTimeout != d.HeartbeatTimeout {
+				if r[beatKey] == nil {
+					return nil, store.ErrNotFound
+				}
+				c, err := decodeChain(r[beatKey])
 				if err != nil {
-					return s.fail("update session "+id+": grant lease", err)
+					return nil, err
 				}
-				newLease = int64(l.ID)
+				c.Timeout, c.At = *u.HeartbeatTimeout, time.Now().UnixMilli()
+				d.HeartbeatTimeout = *u.HeartbeatTimeout
+				ops = append(ops, clientv3.OpPut(beatKey, c.marshal()))
 			}
-		}
-		var oldLease int64
-		err := s.mutate(ctx, tenant, &mutation{
-			keys: func(reads) []string { return []string{defKey, beatKey} },
-			decide: func(r reads, _ *meta) ([]clientv3.Op, error) {
-				var d definition
-				if ok, err := r.decode(defKey, &d); !ok || err != nil {
-					return nil, cmp(err, store.ErrNotFound)
-				}
-				ops := []clientv3.Op{}
-				if u.HeartbeatTimeout != nil && *u.HeartbeatTimeout != d.HeartbeatTimeout {
-					if newLease == 0 {
-						return nil, errRetry // changed since it was read
-					}
-					oldLease, d.Lease, d.HeartbeatTimeout = d.Lease, newLease, *u.HeartbeatTimeout
-					ops = append(ops,
-						clientv3.OpPut(s.keys.alive(tenant, id), "", clientv3.WithLease(clientv3.LeaseID(newLease))),
-						clientv3.OpPut(beatKey, string(r.value(beatKey))))
-				}
-				if u.Metadata != nil {
-					d.Metadata = emptyToNil(u.Metadata)
-				}
-				return append(ops, clientv3.OpPut(defKey, encode(d))), nil
-			},
-		})
-		switch {
-		case errors.Is(err, errRetry):
-			continue
-		case err != nil:
-			if newLease != 0 {
-				s.revoke(newLease)
+			if u.Metadata != nil {
+				d.Metadata = emptyToNil(u.Metadata)
 			}
-			return err
-		}
-		if oldLease != 0 {
-			s.revoke(oldLease)
-		} else if newLease != 0 {
-			s.revoke(newLease) // the timeout was already the new one
-		}
-		s.beats.forget(tenant, id)
-		return nil
-	}
-	return store.Unavailable(fmt.Errorf("update session %s: its timeout keeps changing", id))
+			return append(ops, clientv3.OpPut(defKey, encode(d))), nil
+		},
+	})
 }
-
-var errRetry = errors.New("decide again")
 
 // cmp returns err, or def when err is nil.
 func cmp(err, def error) error {
@@ -356,10 +311,8 @@ func cmp(err, def error) error {
 }
 
 // DeleteSession implements store.Store: one transaction deletes the
-// definition, chain, alive key and services and decrements the counts;
-// then the lease is revoked. No event.
+// definition, chain and services and decrements the counts. No event.
 func (s *Store) DeleteSession(ctx context.Context, tenant, id string) error {
-	var lease int64
 	err := s.mutate(ctx, tenant, &mutation{
 		meta: true,
 		keys: s.sessionKeys(tenant, id),
@@ -368,55 +321,37 @@ func (s *Store) DeleteSession(ctx context.Context, tenant, id string) error {
 			if ok, err := r.decode(s.keys.session(tenant, id), &d); !ok || err != nil {
 				return nil, cmp(err, store.ErrNotFound)
 			}
-			lease = d.Lease
-			ops, services := s.removeSession(tenant, id, d, r)
+			ops, services := s.removeSession(tenant, id, d)
 			m.Sessions--
 			m.Services -= len(services)
 			return ops, nil
 		},
 	})
-	s.beats.forget(tenant, id)
-	if err != nil {
-		return err
+	if err == nil {
+		s.index.remove(s.keys.beat(tenant, id))
 	}
-	s.revoke(lease)
-	return nil
+	return err
 }
 
 // sessionKeys are the keys a session's removal depends on: its
-// definition, chain and alive key, and the services its definition names.
+// definition (which holds its services) and its chain.
 func (s *Store) sessionKeys(tenant, id string) func(reads) []string {
-	return func(r reads) []string {
-		defKey := s.keys.session(tenant, id)
-		ks := []string{defKey, s.keys.beat(tenant, id), s.keys.alive(tenant, id)}
-		var d definition
-		if ok, _ := r.decode(defKey, &d); ok {
-			for _, svc := range d.Services {
-				ks = append(ks, s.keys.service(tenant, svc))
-			}
-		}
-		return ks
-	}
+	return func(reads) []string { return []string{s.keys.session(tenant, id), s.keys.beat(tenant, id)} }
 }
 
-// removeSession returns the deletes of a session's keys, and its services
-// as they were, sorted by id.
-func (s *Store) removeSession(tenant, id string, d definition, r reads) ([]clientv3.Op, []api.Service) {
+// removeSession returns the deletes of a session's keys, its services'
+// included, and its services, sorted by id.
+func (s *Store) removeSession(tenant, id string, d definition) ([]clientv3.Op, []api.Service) {
 	ops := []clientv3.Op{
 		clientv3.OpDelete(s.keys.session(tenant, id)),
 		clientv3.OpDelete(s.keys.beat(tenant, id)),
 	}
-	if r.present(s.keys.alive(tenant, id)) {
-		ops = append(ops, clientv3.OpDelete(s.keys.alive(tenant, id)))
+	services := d.Services
+	if services == nil {
+		services = []api.Service{}
 	}
-	services := []api.Service{}
-	for _, sid := range d.Services {
-		k := s.keys.service(tenant, sid)
-		var svc api.Service
-		if ok, err := r.decode(k, &svc); ok && err == nil {
-			services = append(services, svc)
-			ops = append(ops, clientv3.OpDelete(k))
-		}
+	for _, svc := range services {
+		ops = append(ops, clientv3.OpDelete(s.keys.service(tenant, svc.ID)))
 	}
 	return ops, services
 }

@@ -202,10 +202,10 @@ func leaderOf(t *testing.T, c *etcdtest.Cluster) int {
 // in turn, following the token chain, and counts what it got.
 type heartbeater struct {
 	ok, unavailable, other atomic.Int64
-	lastErr               atomic.Value
-	stop                  chan struct{}
-	done                  chan struct{}
-	once                  sync.Once
+	lastErr                atomic.Value
+	stop                   chan struct{}
+	done                   chan struct{}
+	once                   sync.Once
 }
 
 func startHeartbeater(clients []*tryClient, sid, token string, every time.Duration) *heartbeater {

@@ -48,7 +48,6 @@ type index struct {
 	m       map[string]*tracked // by chain key
 	h       expiryHeap
 	wake    chan struct{}
-	running int // expiries in flight
 }
 
 // tracked is one session's chain key as the index last saw it.

@@ -192,7 +192,7 @@ func TestBrowserConfigurationTree(t *testing.T) {
 	reg := registrytest.Start(t)
 	tn := newTenant(t, reg, testUser)
 	for id, v := range map[string]string{
-		"configId":                       "42",
+		"configId":                        "42",
 		"/production/cassandra/listen_ip": "10.0.0.5",
 		"/production/cassandra/port":      "9042",
 		"/production/web/workers":         "8",

@@ -19,8 +19,8 @@ package dashboard
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"embed"
+	"encoding/hex"
 	"io/fs"
 	"net/http"
 	"path"

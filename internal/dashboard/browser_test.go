@@ -68,7 +68,7 @@ func TestBrowserLiveServices(t *testing.T) {
 	p.view("sessions")
 	p.waitFor("the wrapper's session, heartbeating", pageWait,
 		`(() => { const c = document.querySelector('#sess-list li[data-key=`+jsString(svc.SessionID)+`]');
-		  return c && c.querySelector('.hb-text').textContent === 'last heartbeat' && c.textContent.includes('web-1'); })()`)
+		  return c && c.querySelector('.hb-text').textContent.startsWith('last heartbeat ') && c.textContent.includes('web-1'); })()`)
 	p.shot("3-sessions")
 	p.view("events")
 	p.shot("4-events")
@@ -99,8 +99,8 @@ func TestBrowserSessionTimeout(t *testing.T) {
 	p.waitFor("the session's card", liveWait, `!!`+card+` && `+card+`.textContent.includes('batch-7')`)
 	width := card + `.querySelector('.bar > span').getBoundingClientRect().width / ` + card + `.querySelector('.bar').getBoundingClientRect().width`
 	p.waitFor("the bar filling past half", 3*time.Second, width+` > 0.5`)
-	if got := eval[string](p, card+`.querySelector('.hb-text').textContent`); got != "no heartbeat yet, seen" {
-		t.Errorf("heartbeat label %q, want \"no heartbeat yet, seen\"", got)
+	if got := eval[string](p, card+`.querySelector('.hb-text').textContent + ' | ' + `+card+`.querySelector('.hb-age').textContent`); !strings.HasPrefix(got, "no heartbeat yet (seen ") || !strings.HasSuffix(got, " | timeout 3 s") {
+		t.Errorf("heartbeat label %q, want \"no heartbeat yet (seen N s ago) | timeout 3 s\"", got)
 	}
 	p.shot("1-filling")
 
@@ -309,4 +309,66 @@ func TestBrowserRecovers(t *testing.T) {
 	tn.service("after-second-restart", sid, nil, nil)
 	p.do("type the key", chromedp.SendKeys(chromedp.ID("apikey"), testKey+"\r"))
 	p.waitFor("back after signing in", pageWait, hasRow("after-second-restart"))
+}
+
+// On a 390-px-wide phone in the dark theme every view fits the width (no
+// sideways scrolling) and is drawn dark; the desktop in the dark theme too.
+func TestBrowserPhoneAndDarkTheme(t *testing.T) {
+	reg := registrytest.Start(t)
+	tn := newTenant(t, reg, testUser)
+	doomed := populate(t, tn)
+
+	fits := `document.documentElement.scrollWidth <= window.innerWidth`
+	// The page's background and text, as relative luminance 0..1.
+	luminance := `(() => {
+	  const lum = (c) => { const [r, g, b] = c.match(/\d+/g).map(Number).map(v => v / 255)
+	    .map(v => v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+	  const s = getComputedStyle(document.body);
+	  return [lum(s.backgroundColor), lum(s.color)];
+	})()`
+	checkDark := func(p *page, where string) {
+		t.Helper()
+		l := eval[[]float64](p, luminance)
+		// Dark background, light text, and at least WCAG's 7:1 between them.
+		if l[0] > 0.05 || l[1] < 0.5 || (l[1]+0.05)/(l[0]+0.05) < 7 {
+			t.Errorf("%s: background and text luminance %.3f and %.3f: not a readable dark theme", where, l[0], l[1])
+		}
+	}
+
+	p := openPage(t, origin(reg), pageOpts{width: phone.width, height: phone.height, mobile: true, dark: true})
+	p.waitFor("the sign-in form", pageWait, `!document.getElementById('signin').hidden`)
+	checkDark(p, "sign-in")
+	p.shot("0-sign-in")
+	p.signIn(testUser, testKey)
+	for i, v := range []string{"services", "sessions", "configuration", "events"} {
+		p.view(v)
+		switch v {
+		case "services":
+			p.waitFor("the services", pageWait, hasRow("api-gateway-eu-west-1-canary-0001"))
+		case "sessions":
+			p.waitFor("the sessions", pageWait, `document.querySelectorAll('#sess-list li.session').length >= 6`)
+		case "configuration":
+			p.waitFor("the tree", pageWait, textOf("cfg-count")+` === '6 values'`)
+			p.do("expand everything", chromedp.Click(chromedp.ID("cfg-expand")))
+		case "events":
+			tn.waitService("batch-7", false, 10*time.Second)
+			p.waitFor("the timeout in the feed", liveWait, `!!document.querySelector('#ev-list li[data-type="services.timeout"]')`)
+		}
+		if !eval[bool](p, fits) {
+			t.Errorf("%s view on the phone: %d px wide content in a %d px screen", v,
+				eval[int](p, `document.documentElement.scrollWidth`), eval[int](p, `window.innerWidth`))
+		}
+		checkDark(p, v+" view")
+		p.shot(fmt.Sprintf("%d-phone-%s", i+1, v))
+	}
+	_ = doomed
+
+	d := openPage(t, origin(reg), pageOpts{width: desktop.width, height: desktop.height, dark: true})
+	d.signIn(testUser, testKey)
+	d.waitFor("the services", pageWait, hasRow("web-2"))
+	checkDark(d, "desktop services view")
+	d.shot("5-desktop-services")
+	d.view("sessions")
+	d.waitFor("the sessions", pageWait, `document.querySelectorAll('#sess-list li.session').length >= 6`)
+	d.shot("6-desktop-sessions")
 }

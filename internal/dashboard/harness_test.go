@@ -346,11 +346,13 @@ func (tn *tenant) keepAlive(id, token string, period time.Duration) {
 		defer close(done)
 		tick := time.NewTicker(period)
 		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
+		for first := true; ; first = false {
+			if !first {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
 			}
 			b, _ := json.Marshal(api.HeartbeatToken{Token: token})
 			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, tn.id.TenantURL+"/sessions/"+id+"/heartbeat", bytes.NewReader(b))
@@ -523,4 +525,45 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	_ = os.RemoveAll(dir)
 	os.Exit(code)
+}
+
+// populate gives the tenant what a small production registry holds:
+// services with tags and metadata in heartbeating sessions of several
+// timeouts (one with a long id and long metadata), a configuration tree,
+// and a session that is never heartbeated, so that it times out about
+// three seconds later. It returns that session's id.
+func populate(t *testing.T, tn *tenant) (doomed string) {
+	t.Helper()
+	services := []struct {
+		id      string
+		timeout int
+		tags    []string
+		md      map[string]string
+	}{
+		{"web-1", 30, []string{"http", "web"}, map[string]string{"port": "8080", "dc": "lon", "version": "1.4.2"}},
+		{"web-2", 30, []string{"http", "web"}, map[string]string{"port": "8080", "dc": "fra", "version": "1.4.2"}},
+		{"api-gateway-eu-west-1-canary-0001", 15, []string{"http", "api", "canary"},
+			map[string]string{"health_url": "http://10.20.30.40:9000/internal/health/readiness-probe?verbose=1", "dc": "dub"}},
+		{"db-1", 10, []string{"mysql", "primary"}, map[string]string{"port": "3306", "dc": "lon"}},
+		{"db-2", 10, []string{"mysql", "replica"}, map[string]string{"port": "3306", "dc": "fra"}},
+		{"cache-1", 6, []string{"redis"}, map[string]string{"port": "6379"}},
+	}
+	for _, s := range services {
+		sid, tok := tn.session(s.timeout, map[string]string{"host": s.id + ".lon.example", "wrapper": "sr-wrapper"})
+		tn.keepAlive(sid, tok, time.Duration(s.timeout)*time.Second/3)
+		tn.service(s.id, sid, s.tags, s.md)
+	}
+	for id, v := range map[string]string{
+		"configId":                          "42",
+		"/production/cassandra/listen_ip":   "10.0.0.5",
+		"/production/cassandra/port":        "9042",
+		"/production/web/workers":           "8",
+		"/production/features/new_checkout": "enabled for 10% of the traffic in eu-west-1, rolling out",
+		"/staging/web/workers":              "2",
+	} {
+		tn.config(id, v)
+	}
+	doomed, _ = tn.session(3, map[string]string{"host": "batch.lon.example", "job": "nightly-report"})
+	tn.service("batch-7", doomed, []string{"batch"}, map[string]string{"queue": "reports"})
+	return doomed
 }

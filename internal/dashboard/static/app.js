@@ -59,6 +59,7 @@
     firstSeen: new Map(),  // session id -> when this page first saw it
     skewMS: 0,             // the registry's clock minus ours, when it matters
     failures: 0,
+    fresh: null,       // keys that joined since the last poll, while rendering
     busy: false,       // a tick is running
     again: false,      // and another was asked for meanwhile
     timer: 0,
@@ -246,9 +247,19 @@
     const values = await list('/services');
     const sig = JSON.stringify(values);
     if (sig === st.servicesSig) return;
+    st.fresh = newKeys(st.services, values, (s) => s.id);
     st.services = values;
     st.servicesSig = sig;
     renderServices();
+    st.fresh = null;
+  }
+
+  // newKeys are the keys of after that before lacks, to highlight what
+  // joined since the last poll (nothing at the first).
+  function newKeys(before, after, key) {
+    if (!st.loaded) return null;
+    const had = new Set(before.map(key));
+    return new Set(after.map(key).filter((k) => !had.has(k)));
   }
 
   async function refreshOverview() {
@@ -262,9 +273,11 @@
     for (const id of st.firstSeen.keys()) if (!ids.has(id)) st.firstSeen.delete(id);
     const sig = JSON.stringify(values);
     if (sig === st.overviewSig) return;
+    st.fresh = newKeys(st.overview, values, (e) => e.session.id);
     st.overview = values;
     st.overviewSig = sig;
     renderSessions();
+    st.fresh = null;
   }
 
   async function refreshConfig() {
@@ -332,9 +345,12 @@
     const delay = Math.round(base * (0.8 + Math.random() * 0.4));
     const what = e instanceof APIError ? describe(e) : `unexpected error: ${e && e.message ? e.message : e}`;
     const until = Date.now() + delay;
+    // The message is announced once; the countdown beside it is not.
+    const text = `${what}; what is shown may be out of date.`;
+    if ($('banner-text').textContent !== text) $('banner-text').textContent = text;
     const show = () => {
       const s = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      $('banner-text').textContent = `${what}. Retrying in ${s} s; what is shown may be out of date.`;
+      $('banner-when').textContent = `Retrying in ${s} s.`;
     };
     show();
     $('banner').hidden = false;
@@ -403,6 +419,7 @@
     $('svc-tag').replaceChildren(h('option', {value: ''}, 'All tags'));
     delete $('svc-tag').dataset.sig;
     $('banner').hidden = true;
+    $('banner-text').textContent = '';
   }
 
   function showSignIn(note) {
@@ -489,9 +506,10 @@
 
   // reconcile makes parent's children one element per item, in order,
   // reusing the element of the same key so that focus and animations
-  // survive an update. update returns nothing; it is called only when the
-  // item's signature changed.
-  function reconcile(parent, items, key, create, update, isNew) {
+  // survive an update. update is called only when the item changed. A new
+  // element whose key is in st.fresh (it joined since the last poll) is
+  // highlighted.
+  function reconcile(parent, items, key, create, update) {
     const old = new Map();
     for (const el of parent.children) old.set(el.dataset.key, el);
     let prev = null;
@@ -503,7 +521,7 @@
       } else {
         el = create(item);
         el.dataset.key = k;
-        if (isNew) el.classList.add('fresh');
+        if (st.fresh && st.fresh.has(k)) el.classList.add('fresh');
       }
       const sig = JSON.stringify(item);
       if (el.dataset.sig !== sig) {
@@ -545,7 +563,7 @@
           onclick: () => showSession(s.session_id),
         }, s.session_id)),
       );
-    }, st.loaded);
+    });
     // The pressed state of the chips follows the filter without a rebuild.
     for (const chip of $('svc-rows').querySelectorAll('.chip')) {
       chip.setAttribute('aria-pressed', String(chip.dataset.tag === tag));
@@ -628,7 +646,7 @@
     reconcile($('sess-list'), entries, (e) => e.session.id, (e) => {
       const bar = h('div', {class: 'bar', role: 'meter', 'aria-valuemin': '0', 'aria-label': 'Time since the last heartbeat'}, h('span'));
       return h('li', {class: 'session', tabindex: '-1', 'aria-label': `Session ${e.session.id}`},
-        h('div', {class: 'session-head'}, h('h3', null, e.session.id), h('span', {class: 'muted small timeout'})),
+        h('div', {class: 'session-head'}, h('h3', null, e.session.id), h('span', {class: 'muted small svc-count'})),
         h('div', {class: 'hb'}, h('div', {class: 'hb-label'}, h('span', {class: 'hb-text'}), h('span', {class: 'hb-age'})), bar),
         h('div', {class: 'sess-meta'}),
         h('div', {class: 'sess-services'}));
@@ -636,16 +654,16 @@
       const s = e.session;
       li.dataset.lastSeen = s.last_seen === null || s.last_seen === undefined ? '' : String(s.last_seen);
       li.dataset.timeout = String(s.heartbeat_timeout);
-      li.querySelector('.timeout').textContent = `timeout ${s.heartbeat_timeout} s`;
+      li.querySelector('.svc-count').textContent = plural((e.services || []).length, 'service', 'services');
       li.querySelector('.bar').setAttribute('aria-valuemax', String(s.heartbeat_timeout));
       li.querySelector('.sess-meta').replaceChildren(h('p', {class: 'section-label'}, 'Metadata'), kvList(s.metadata));
       const svcs = e.services || [];
       li.querySelector('.sess-services').replaceChildren(
-        h('p', {class: 'section-label'}, plural(svcs.length, 'service', 'services')),
+        h('p', {class: 'section-label'}, 'Services'),
         svcs.length
           ? h('ul', {class: 'chips'}, svcs.map((x) => h('li', {class: 'kv'}, x.id)))
           : h('span', {class: 'none'}, 'none registered'));
-    }, st.loaded);
+    });
     const nServices = entries.reduce((n, e) => n + (e.services || []).length, 0);
     $('sess-count').textContent = `${plural(entries.length, 'session', 'sessions')} holding ${plural(nServices, 'service', 'services')}`;
     $('count-sessions').textContent = String(entries.length);
@@ -669,11 +687,13 @@
       bar.classList.toggle('warn', frac >= 0.6 && frac < 0.85);
       bar.classList.toggle('bad', frac >= 0.85);
       const secs = (age / 1000).toFixed(1);
-      const text = seen ? 'last heartbeat' : 'no heartbeat yet, seen';
+      // Before the first heartbeat the page knows only when it first saw
+      // the session: the age is at least that.
+      const text = seen ? `last heartbeat ${secs} s ago` : `no heartbeat yet (seen ${secs} s ago)`;
       li.querySelector('.hb-text').textContent = text;
-      li.querySelector('.hb-age').textContent = `${seen ? '' : '≥ '}${secs} s ago of ${li.dataset.timeout} s`;
+      li.querySelector('.hb-age').textContent = `timeout ${li.dataset.timeout} s`;
       bar.setAttribute('aria-valuenow', (age / 1000).toFixed(1));
-      bar.setAttribute('aria-valuetext', `${text} ${secs} seconds ago, times out after ${li.dataset.timeout} seconds`);
+      bar.setAttribute('aria-valuetext', `${text}, times out after ${li.dataset.timeout} s`);
     }
   }
 

@@ -2,7 +2,8 @@
 # Installs the Debian packages that the integration tests drive for real
 # (supervisord for the supervisord test, util-linux's unshare for the PID 1
 # tests, Node.js and npm for the old Node.js clients of
-# internal/server/oldclients_test.go), when they are missing. Go fetches
+# internal/server/oldclients_test.go, Chromium for the dashboard's browser
+# tests in internal/dashboard), when they are missing. Go fetches
 # everything else itself, and that test installs the npm packages it pins
 # (testdata/oldclients); tini, the benchmarks' baseline, is installed by
 # scripts/bench.sh.
@@ -12,6 +13,7 @@ command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v supervisord >/dev/null 2>&1 || need="$need supervisor"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "test-deps: missing$need; install them (as root: apt-get install$need) or the tests that need them skip" >&2

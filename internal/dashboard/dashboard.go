@@ -57,7 +57,8 @@ func contentType(name string) string {
 }
 
 // Handler serves the dashboard: GET / and GET /ui redirect to Path, GET
-// Path is the page, GET Path+name its files. Mount it for "/" and Path.
+// Path is the page, GET Path+name its files; anything else under Path is
+// 404, any other method 405. A server routes to it every path that Owns.
 // The zero value is ready to use.
 type Handler struct{}
 
@@ -69,6 +70,12 @@ func Owns(path string) bool {
 
 func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
+	h.Set("Content-Security-Policy", contentSecurityPolicy)
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("X-Frame-Options", "DENY")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cross-Origin-Opener-Policy", "same-origin")
+	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		h.Set("Allow", "GET, HEAD")
 		http.Error(w, "the dashboard is read-only: use GET", http.StatusMethodNotAllowed)
@@ -96,12 +103,6 @@ func (Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.Set("Content-Type", typ)
-	h.Set("Content-Security-Policy", contentSecurityPolicy)
-	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
-	h.Set("Cross-Origin-Opener-Policy", "same-origin")
-	h.Set("Cross-Origin-Resource-Policy", "same-origin")
 	// The files change with the binary, which a browser cannot tell from
 	// the URL: always revalidate, against a tag of the content (embedded
 	// files have no modification time).

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -237,14 +238,19 @@ func (p *page) text() string {
 // output folder and logs its path.
 func (p *page) shot(name string) string {
 	p.t.Helper()
+	return p.capture(filepath.Join(p.out, name+".png"), chromedp.FullScreenshot(100))
+}
+
+// capture saves what the screenshot action takes at path.
+func (p *page) capture(path string, take chromedp.Action[[]byte]) string {
+	p.t.Helper()
 	ctx, cancel := context.WithTimeout(p.ctx, pageWait)
 	defer cancel()
-	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	png, err := chromedp.Run(ctx, take)
 	if err != nil {
-		p.t.Logf("screenshot %s: %v", name, err)
+		p.t.Logf("screenshot %s: %v", path, err)
 		return ""
 	}
-	path := filepath.Join(p.out, name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
 		p.t.Fatalf("save screenshot: %v", err)
 	}
@@ -418,12 +424,13 @@ func (tn *tenant) waitService(id string, want bool, timeout time.Duration) time.
 type wrapped struct {
 	t    *testing.T
 	cmd  *exec.Cmd
-	out  bytes.Buffer
 	done chan struct{}
 }
 
 // wrap starts the built sr-wrapper around fakeproc against the registry,
-// with the flags given; it is killed when the test ends if still running.
+// with the flags given. When the test ends it is stopped (SIGTERM, then
+// SIGKILL to it and its child) if still running, and its output logged if
+// the test failed.
 func wrap(t *testing.T, reg *registrytest.Registry, flags ...string) *wrapped {
 	t.Helper()
 	b := binaries(t)
@@ -435,23 +442,25 @@ func wrap(t *testing.T, reg *registrytest.Registry, flags ...string) *wrapped {
 		}
 	}
 	cmd.Env = append(cmd.Env, "SR_REGISTRY_URL="+reg.URL, "SR_USERNAME="+testUser, "SR_API_KEY="+testKey)
+	// A file, not a pipe: Wait then returns when the wrapper exits, even
+	// while its child still holds the output open.
+	out, err := os.CreateTemp(t.TempDir(), "sr-wrapper-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
 	w := &wrapped{t: t, cmd: cmd, done: make(chan struct{})}
-	cmd.Stdout = &syncWriter{w: &w.out}
-	cmd.Stderr = cmd.Stdout
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", b.wrapper, err)
 	}
 	go func() { _ = cmd.Wait(); close(w.done) }()
 	t.Cleanup(func() {
-		select {
-		case <-w.done:
-		default:
-			_ = cmd.Process.Kill()
-			<-w.done
-		}
+		w.end()
 		if t.Failed() {
-			t.Logf("sr-wrapper %q output:\n%s", args, w.out.String())
+			log, _ := os.ReadFile(out.Name())
+			t.Logf("sr-wrapper %q output:\n%s", args, log)
 		}
+		_ = out.Close()
 	})
 	return w
 }
@@ -469,16 +478,50 @@ func (w *wrapped) stop() {
 	}
 }
 
-// syncWriter serialises the writes of the child's two pipes.
-type syncWriter struct {
-	mu sync.Mutex
-	w  *bytes.Buffer
+// stopAll stops the wrappers together: SIGTERM to all, then the wait.
+func stopAll(ws []*wrapped) {
+	for _, w := range ws {
+		_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), stopWait)
+	defer cancel()
+	for _, w := range ws {
+		select {
+		case <-w.done:
+		case <-ctx.Done():
+		}
+		w.end()
+	}
 }
 
-func (s *syncWriter) Write(b []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(b)
+// end stops the wrapper if it still runs: SIGTERM (it stops its child),
+// and SIGKILL to both when that does not do within stopWait.
+func (w *wrapped) end() {
+	select {
+	case <-w.done:
+		return
+	default:
+	}
+	_ = w.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-w.done:
+		return
+	case <-time.After(stopWait):
+	}
+	w.t.Errorf("sr-wrapper (pid %d) still runs %s after SIGTERM: killing it and its child", w.cmd.Process.Pid, stopWait)
+	// The children while the wrapper still lives (and has not reaped
+	// them): their pids cannot have been reused.
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", w.cmd.Process.Pid))
+	for _, f := range tasks {
+		b, _ := os.ReadFile(f)
+		for _, pid := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(pid); err == nil {
+				_ = syscall.Kill(n, syscall.SIGKILL)
+			}
+		}
+	}
+	_ = w.cmd.Process.Kill()
+	<-w.done
 }
 
 // built are the programs that binaries builds once per test binary.

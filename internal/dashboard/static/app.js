@@ -878,7 +878,7 @@
     $('cfg-collapse').addEventListener('click', () => expandAll(false));
     $('ev-pause').addEventListener('click', togglePause);
     window.addEventListener('hashchange', route);
-    setInterval(drawBars, 250);
+    setInterval(drawBars, 200);
     const auth = loadAuth();
     if (auth) {
       start(auth, null);

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
@@ -371,4 +372,72 @@ func TestBrowserPhoneAndDarkTheme(t *testing.T) {
 	d.view("sessions")
 	d.waitFor("the sessions", pageWait, `document.querySelectorAll('#sess-list li.session').length >= 6`)
 	d.shot("6-desktop-sessions")
+}
+
+// Everything works from the keyboard: signing in, the order of Tab
+// through the header, the tabs and the services toolbar (each focus
+// visible), the skip link, and a view's controls.
+func TestBrowserKeyboard(t *testing.T) {
+	reg := registrytest.Start(t)
+	p := openPage(t, origin(reg), desktop)
+	p.waitFor("the focus in the username field", pageWait, `document.activeElement.id === 'username'`)
+	p.do("sign in with the keyboard",
+		chromedp.KeyEvent(testUser), chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(testKey), chromedp.KeyEvent(kb.Enter))
+	p.waitFor("signed in, the focus in the view", pageWait, `!document.getElementById('app').hidden && document.activeElement.id === 'main'`)
+
+	focused := `(() => { const e = document.activeElement, s = getComputedStyle(e);
+	  return (e.id || e.textContent.trim()) + (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2 ? '' : ' (no visible focus)'); })()`
+	// A reload (still signed in) starts the Tab order from the top.
+	p.do("reload", chromedp.Reload())
+	p.waitFor("signed in again", pageWait, `!document.getElementById('app').hidden && document.activeElement === document.body`)
+	want := []string{"Skip to content", "signout", "tab-services", "tab-sessions", "tab-configuration", "tab-events", "svc-search", "svc-tag"}
+	var got []string
+	for range want {
+		p.do("Tab", chromedp.KeyEvent(kb.Tab))
+		got = append(got, eval[string](p, focused))
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("Tab goes through %q, want %q", got, want)
+	}
+	p.shot("1-focus")
+
+	p.view("events")
+	p.do("skip to the content", chromedp.Focus(chromedp.CSS(".skip")), chromedp.KeyEvent(kb.Enter))
+	p.waitFor("the focus in the view, the view kept", pageWait, `document.activeElement.id === 'main' && !document.getElementById('view-events').hidden`)
+	p.do("Tab to Pause, press space", chromedp.KeyEvent(kb.Tab), chromedp.KeyEvent(" "))
+	p.waitFor("paused", pageWait, `document.getElementById('ev-pause').getAttribute('aria-pressed') === 'true' && document.activeElement.id === 'ev-pause'`)
+}
+
+// Pausing the feed holds new events back without losing or repeating
+// one; resuming puts them at the top, newest first.
+func TestBrowserPauseAndResume(t *testing.T) {
+	reg := registrytest.Start(t)
+	tn := newTenant(t, reg, testUser)
+	p := openPage(t, origin(reg), desktop)
+	p.signIn(testUser, testKey)
+	p.view("events")
+	feed := `[...document.querySelectorAll('#ev-list li')].map(li => li.querySelector('.edesc').textContent)`
+
+	tn.config("/app/one", "1")
+	p.waitFor("the first event, live", liveWait, `document.querySelectorAll('#ev-list li').length === 1`)
+	p.do("pause", chromedp.Click(chromedp.ID("ev-pause")))
+	tn.config("/app/two", "2")
+	tn.config("/app/six", "3")
+	p.waitFor("two events held", liveWait, textOf("ev-state")+` === 'Paused: 2 new events waiting'`)
+	if got := eval[[]string](p, feed); len(got) != 1 {
+		t.Errorf("while paused the feed shows %q, want the first event only", got)
+	}
+	p.shot("1-paused")
+	p.do("resume", chromedp.Click(chromedp.ID("ev-pause")))
+	want := []string{`/app/six set to “3” (new)`, `/app/two set to “2” (new)`, `/app/one set to “1” (new)`}
+	p.waitFor("the held events on top", pageWait, feed+`.length === 3`)
+	if got := eval[[]string](p, feed); strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("after resuming the feed is %q, want %q", got, want)
+	}
+	tn.config("/app/one", "4")
+	p.waitFor("live again", liveWait, feed+`[0] === '/app/one set to “4” (was “1”)'`)
+	if n := eval[int](p, `document.querySelectorAll('#ev-list li').length`); n != 4 {
+		t.Errorf("the feed holds %d events, want 4", n)
+	}
+	p.shot("2-resumed")
 }

@@ -483,7 +483,8 @@
 
   function route() {
     const want = location.hash.slice(1);
-    st.view = VIEWS.includes(want) ? want : 'services';
+    if (VIEWS.includes(want)) st.view = want;
+    else if (!want) st.view = 'services';
     for (const v of VIEWS) {
       $(`view-${v}`).hidden = v !== st.view;
       const tab = $(`tab-${v}`);
@@ -877,6 +878,11 @@
     $('cfg-expand').addEventListener('click', () => expandAll(true));
     $('cfg-collapse').addEventListener('click', () => expandAll(false));
     $('ev-pause').addEventListener('click', togglePause);
+    // The skip link moves the focus, not the view.
+    document.querySelector('.skip').addEventListener('click', (e) => {
+      e.preventDefault();
+      $(st.auth ? 'main' : 'username').focus();
+    });
     window.addEventListener('hashchange', route);
     setInterval(drawBars, 200);
     const auth = loadAuth();

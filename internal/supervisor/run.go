@@ -150,7 +150,6 @@ func (r *run) run(ctx context.Context) int {
 	// let a TERM end the wrapper silently and strand the child.
 	sub := signals.Subscribe()
 	defer sub.Stop()
-	sigs := sub.C()
 
 	reaper, err := signals.NewReaper(signals.ReaperOptions{
 		Subreaper: r.cfg.Subreaper,
@@ -212,7 +211,9 @@ func (r *run) run(ctx context.Context) int {
 			drain = r.drainTimer.C
 		}
 		select {
-		case sig := <-sigs:
+		case sig := <-sub.Stops():
+			r.onSignal(sig)
+		case sig := <-sub.Others():
 			r.onSignal(sig)
 		case <-ctxDone:
 			ctxDone = nil
@@ -244,18 +245,14 @@ func (r *run) run(ctx context.Context) int {
 	}
 }
 
-// isStopSignal tells the signals that mean "stop the service": they also
-// deregister it, so that no client is sent to a program on its way out.
-func isStopSignal(sig os.Signal) bool {
-	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
-}
-
 func (r *run) onSignal(sig os.Signal) {
 	s, _ := sig.(syscall.Signal)
 	switch {
-	case !isStopSignal(sig):
+	case !signals.IsStop(sig):
 		r.forward(s)
 	case r.phase == running:
+		// It also deregisters, so that no client is sent to a program
+		// on its way out.
 		r.l().Info("received stop signal", zap.String("signal", signals.Name(s)))
 		r.beginStop(s)
 	case r.phase == awaitingDrain || r.phase == draining:

@@ -55,7 +55,6 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		svcLog.Warn("cannot notify systemd", zap.Error(err))
 	}
 	defer func() { _ = notifier.Close() }()
-	ready := newReadiness(notifier, svcLog)
 
 	keeper := heartbeat.New(heartbeat.Config{
 		Registry: reg,
@@ -69,16 +68,15 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		Retries:        cfg.Retries,
 		StartUnhealthy: cfg.Check != nil,
 		Logger:         log,
-		OnEvent:        ready.event,
 	})
 	env := childEnv(os.Environ(), cfg.Service.ID)
 	var companions []supervisor.Companion
 	if cfg.Check != nil {
 		companions = append(companions, healthCheck(cfg.Check, env, keeper, svcLog))
 	}
-	fallback := cfg.TTL
+	readyTimeout := cfg.TTL
 	if cfg.AbortOnFailure {
-		fallback = 0
+		readyTimeout = 0 // READY=1 then means registered: it gives up after one timeout
 	}
 
 	return supervisor.Run(ctx, supervisor.Config{
@@ -93,12 +91,10 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		SignalGroup:   cfg.SignalGroup,
 		Subreaper:     cfg.Subreaper,
 		AbortExitCode: cli.ExitAbort,
+		ReadyTimeout:  readyTimeout,
 		Companions:    companions,
-		Hooks: supervisor.Hooks{
-			Started:  func(int) { ready.started(fallback) },
-			Stopping: ready.stopping,
-		},
-		Logger: svcLog,
+		Hooks:         systemdHooks(notifier, svcLog),
+		Logger:        svcLog,
 	})
 }
 

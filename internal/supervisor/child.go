@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/execpath"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 	"golang.org/x/sys/unix"
 )
@@ -86,7 +87,7 @@ func StartChild(spec ChildSpec, reaper *signals.Reaper) (*Child, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	env = dedupEnv(env)
+	env = execpath.Dedup(env)
 	if spec.Dir != "" {
 		if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 			if err == nil {

@@ -103,7 +103,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		getenv = os.Getenv
 	}
 	if err := api.ValidateServiceID(w.ID); err != nil {
-		return nil, fmt.Errorf("--id: %w", ruleOf(err))
+		return nil, fmt.Errorf("--id: %w", RuleOf(err))
 	}
 	tags, err := ParseTags(w.Tags)
 	if err != nil {
@@ -127,7 +127,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		return nil, fmt.Errorf("--session-metadata: %w", err)
 	}
 	if err := api.ValidateHeartbeatTimeout(w.Interval); err != nil {
-		return nil, fmt.Errorf("--interval: %w", ruleOf(err))
+		return nil, fmt.Errorf("--interval: %w", RuleOf(err))
 	}
 	if w.Retries < 0 {
 		return nil, fmt.Errorf("--retries: must be 0 (never give up) or more, got %d", w.Retries)
@@ -221,9 +221,9 @@ func (w *Wrapper) check() (*Check, error) {
 	return c, nil
 }
 
-// ruleOf drops the field name from an API validation error, for messages
+// RuleOf drops the field name from an API validation error, for messages
 // that name the flag instead.
-func ruleOf(err error) error {
+func RuleOf(err error) error {
 	if ve, ok := errors.AsType[*api.ValidationError](err); ok {
 		return errors.New(ve.Rule)
 	}

@@ -129,29 +129,20 @@ func openRegistry(conn *cli.ResolvedConnection, backends Backends, log *zap.Logg
 }
 
 // healthCheck runs the check beside the child and adds or removes the
-// service as it passes or fails. The command checker is built here, not
-// during validation, because it must start its processes through the
-// supervisor's Reaper.
-func healthCheck(c *cli.Check, env []string, keeper *heartbeat.Keeper, log *zap.Logger) supervisor.Companion {
+// service as it passes or fails. The checker is built here, not during
+// validation, because a command check must start its processes through
+// the supervisor's Reaper.
+func healthCheck(spec *health.Spec, env []string, keeper *heartbeat.Keeper, log *zap.Logger) supervisor.Companion {
 	return func(ctx context.Context, reaper *signals.Reaper) {
-		checker := c.Checker
-		if checker == nil {
-			cmd, err := health.Command(c.Command, health.CommandOptions{Starter: reaper, Env: env, Logger: log})
-			if err != nil {
-				log.Error("health check disabled: the service stays unregistered", zap.Error(err))
-				return
-			}
-			checker = cmd
+		checker, err := spec.Checker(health.CommandOptions{Starter: reaper, Env: env, Logger: log})
+		if err == nil {
+			err = health.Run(ctx, health.Config{
+				Checker:  checker,
+				Timing:   spec.Timing,
+				Logger:   log,
+				OnChange: func(healthy bool, _ error) { keeper.SetHealthy(healthy) },
+			})
 		}
-		err := health.Run(ctx, health.Config{
-			Checker:  checker,
-			Interval: c.Interval,
-			Timeout:  c.Timeout,
-			Rise:     c.Rise,
-			Fall:     c.Fall,
-			Logger:   log,
-			OnChange: func(healthy bool, _ error) { keeper.SetHealthy(healthy) },
-		})
 		if err != nil {
 			log.Error("health check disabled: the service stays unregistered", zap.Error(err))
 		}

@@ -74,17 +74,8 @@ type commandChecker struct {
 	log     *zap.Logger
 }
 
-// Shell returns the argv that runs script with /bin/sh -c, for a check
-// that needs a shell's pipes, redirections or expansions:
-//
-//	health.Command(health.Shell("curl -fsS http://127.0.0.1/ | grep -q ok"), opts)
-//
-// Command never runs a shell by itself.
-func Shell(script string) []string {
-	return []string{"/bin/sh", "-c", script}
-}
-
-// Command returns a Checker that runs argv (no shell: see Shell and
+// Command returns a Checker that runs argv, never through a shell by
+// itself (a check that needs pipes or expansions runs sh -c: see
 // ParseCommand) and is healthy when it exits with status 0. argv[0] is
 // looked up now, in the PATH of opts.Env and relative to opts.Dir as the
 // wrapped child's command is (package execpath), so that a missing

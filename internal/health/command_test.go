@@ -43,6 +43,9 @@ func TestMain(m *testing.M) {
 	}
 }
 
+// shell is the argv that runs script with /bin/sh -c.
+func shell(script string) []string { return []string{"/bin/sh", "-c", script} }
+
 func newReaper(t *testing.T) *signals.Reaper {
 	t.Helper()
 	r, err := signals.NewReaper(signals.ReaperOptions{})
@@ -79,8 +82,8 @@ func TestCommandCheckHealthyOnExitZeroOnly(t *testing.T) {
 		{[]string{"/bin/true"}, ""},
 		{[]string{"true"}, ""},
 		{[]string{"/bin/false"}, "command /bin/false: exited with status 1"},
-		{Shell("exit 3"), "command /bin/sh -c 'exit 3': exited with status 3"},
-		{Shell("kill -TERM $$"), "command /bin/sh -c 'kill -TERM $$': killed by SIGTERM"},
+		{shell("exit 3"), "command /bin/sh -c 'exit 3': exited with status 3"},
+		{shell("kill -TERM $$"), "command /bin/sh -c 'kill -TERM $$': killed by SIGTERM"},
 	}
 	for _, tt := range tests {
 		c, err := Command(tt.argv, CommandOptions{Starter: r})
@@ -110,13 +113,13 @@ func TestCommandCheckCapturesOutputBoundedAndLogsItAtDebug(t *testing.T) {
 	}{
 		{
 			name:       "stdout and stderr",
-			argv:       Shell("echo out; echo err >&2; exit 2"),
+			argv:       shell("echo out; echo err >&2; exit 2"),
 			wantOutput: "out\nerr\n",
 			wantStatus: "exited with status 2",
 		},
 		{
 			name:       "env and dir",
-			argv:       Shell(`echo "$CHECK_VAR"; pwd`),
+			argv:       shell(`echo "$CHECK_VAR"; pwd`),
 			opts:       CommandOptions{Env: []string{"CHECK_VAR=hello"}, Dir: dir},
 			wantOutput: "hello\n" + dir + "\n",
 			wantStatus: "exited with status 0",
@@ -130,7 +133,7 @@ func TestCommandCheckCapturesOutputBoundedAndLogsItAtDebug(t *testing.T) {
 		{
 			// Far more than a pipe holds: the command must not block.
 			name:          "bounded",
-			argv:          Shell("head -c 1000000 /dev/zero | tr '\\0' a"),
+			argv:          shell("head -c 1000000 /dev/zero | tr '\\0' a"),
 			opts:          CommandOptions{OutputLimit: 100},
 			wantOutput:    strings.Repeat("a", 100),
 			wantTruncated: true,
@@ -138,7 +141,7 @@ func TestCommandCheckCapturesOutputBoundedAndLogsItAtDebug(t *testing.T) {
 		},
 		{
 			name:          "default bound",
-			argv:          Shell("head -c 10000 /dev/zero | tr '\\0' b"),
+			argv:          shell("head -c 10000 /dev/zero | tr '\\0' b"),
 			wantOutput:    strings.Repeat("b", DefaultOutputLimit),
 			wantTruncated: true,
 			wantStatus:    "exited with status 0",
@@ -180,7 +183,7 @@ func TestCommandCheckKilledWithItsProcessGroupOnTimeout(t *testing.T) {
 	r := newReaper(t)
 	log, logs := debugLogger()
 	// The shell and a background sleep: both in the command's group.
-	c, err := Command(Shell("sleep 30 & echo $!; echo $$; wait"), CommandOptions{Starter: r, Logger: log})
+	c, err := Command(shell("sleep 30 & echo $!; echo $$; wait"), CommandOptions{Starter: r, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +210,7 @@ func TestCommandCheckLeavesNothingBehind(t *testing.T) {
 	r := newReaper(t)
 	log, logs := debugLogger()
 	// Exits at once, but its background sleep holds the output pipe.
-	c, err := Command(Shell("sleep 30 & echo $!"), CommandOptions{Starter: r, Logger: log})
+	c, err := Command(shell("sleep 30 & echo $!"), CommandOptions{Starter: r, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -325,11 +328,11 @@ func subreaperHelper() error {
 	}{
 		{[]string{"/bin/true"}, waitLimit, ""},
 		{[]string{"/bin/false"}, waitLimit, "exited with status 1"},
-		{Shell("exit 3"), waitLimit, "exited with status 3"},
+		{shell("exit 3"), waitLimit, "exited with status 3"},
 		// Leaves an orphan, which the check kills and the Reaper reaps.
-		{Shell("sleep 5 & exit 0"), waitLimit, ""},
-		{Shell("sleep 5 & exit 5"), waitLimit, "exited with status 5"},
-		{Shell("exec sleep 30"), 100 * time.Millisecond, "killed with its process group"},
+		{shell("sleep 5 & exit 0"), waitLimit, ""},
+		{shell("sleep 5 & exit 5"), waitLimit, "exited with status 5"},
+		{shell("exec sleep 30"), 100 * time.Millisecond, "killed with its process group"},
 	}
 	checkers := make([]Checker, len(tests))
 	for i, tt := range tests {

@@ -293,7 +293,7 @@ func TestSpecBuildsEachChecker(t *testing.T) {
 func TestRunWithHangingCommandKillsItAtItsTimeout(t *testing.T) {
 	r := newReaper(t)
 	dir := t.TempDir()
-	c, err := Command(Shell(`echo $$ >> pids; exec sleep 30`), CommandOptions{Starter: r, Dir: dir})
+	c, err := Command(shell(`echo $$ >> pids; exec sleep 30`), CommandOptions{Starter: r, Dir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,7 +13,6 @@ package signals
 import (
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 )
 
@@ -92,11 +91,6 @@ func realtime() []os.Signal {
 		rt = append(rt, syscall.Signal(n))
 	}
 	return rt
-}
-
-// IsForwarded reports whether sig is one of Forwarded.
-func IsForwarded(sig os.Signal) bool {
-	return slices.Contains(Forwarded(), sig)
 }
 
 // IsStop reports whether sig asks a process to end: TERM, INT or QUIT.

@@ -170,9 +170,6 @@ func (c *Child) await(exited <-chan signals.WaitResult) {
 // Pid is the child's process id, which is also its process group id.
 func (c *Child) Pid() int { return c.pid }
 
-// Foreground reports whether the child was given the terminal.
-func (c *Child) Foreground() bool { return c.ttyFd >= 0 }
-
 // Done is closed once the child has exited and been reaped, and its
 // ExitStatus is known.
 func (c *Child) Done() <-chan struct{} { return c.done }

@@ -198,8 +198,8 @@ func terminalHelper() error {
 	if err != nil || !strings.HasPrefix(line, "ready ") {
 		return fmt.Errorf("child's first line %q, %v", line, err)
 	}
-	if !c.Foreground() || fg() != c.Pid() {
-		return fmt.Errorf("terminal's foreground group %d, child %d (Foreground %v)", fg(), c.Pid(), c.Foreground())
+	if c.ttyFd < 0 || fg() != c.Pid() {
+		return fmt.Errorf("terminal's foreground group %d, child %d (given the terminal: %v)", fg(), c.Pid(), c.ttyFd >= 0)
 	}
 	// The wrapper ignores TTIN and TTOU from now on; the child must not.
 	const ttinTtou = 1<<(syscall.SIGTTIN-1) | 1<<(syscall.SIGTTOU-1)

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // helperEnv makes the test binary run a helper in a process of its own
@@ -371,20 +372,17 @@ func subreaperHelper() error {
 
 	// Every orphan reaped: no child of this process is left, not even a
 	// zombie.
-	deadline := time.Now().Add(waitLimit)
-	for {
-		kids := proctest.Children(os.Getpid())
+	err = testsupport.Poll(waitLimit, func() error {
 		mu.Lock()
-		n := orphans
-		mu.Unlock()
-		if len(kids) == 0 && n >= 8 {
-			fmt.Printf("pid %d: %d checks gave their own statuses; %d orphans reaped; no child left\n",
-				os.Getpid(), 4*len(tests), n)
-			return nil
+		defer mu.Unlock()
+		if kids := proctest.Children(os.Getpid()); len(kids) != 0 || orphans < 8 {
+			return fmt.Errorf("%d orphans reaped (want at least 8), children left: %v", orphans, kids)
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d orphans reaped (want at least 8), children left: %v", n, kids)
-		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if err == nil {
+		fmt.Printf("pid %d: %d checks gave their own statuses; %d orphans reaped; no child left\n",
+			os.Getpid(), 4*len(tests), orphans)
 	}
+	return err
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // helperEnv makes the test binary run one helper (named by its value)
@@ -415,13 +416,10 @@ func TestStopChildWakesAStoppedChild(t *testing.T) {
 	if err := c.Signal(syscall.SIGSTOP, false); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitLimit)
-	for state, _, _ := proctest.Stat(c.Pid()); state != 'T'; state, _, _ = proctest.Stat(c.Pid()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("child never stopped (state %q)", state)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testsupport.EventuallyTrue(t, waitLimit, "the child stopped", func() bool {
+		state, _, _ := proctest.Stat(c.Pid())
+		return state == 'T'
+	})
 	res, err := StopChild(context.Background(), c, syscall.SIGTERM, false, timeout)
 	if err != nil {
 		t.Fatal(err)

@@ -441,8 +441,8 @@ func (r *run) finish() int {
 	}
 	if r.stopDone != nil {
 		// StopChild returns as soon as the child has exited, and only
-		// then: without this wait the child's exit always won the race
-		// and a SIGKILL after the stop timeout was never logged.
+		// then: wait for it, or the child's exit wins the race and a
+		// SIGKILL after the stop timeout goes unlogged.
 		r.logStopResult(<-r.stopDone)
 		r.stopDone = nil
 	}

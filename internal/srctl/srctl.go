@@ -131,8 +131,8 @@ func (r *runner) run(ctx context.Context) int {
 	case "overview":
 		err = r.overview(ctx)
 	default:
-		// ParseSrctl knows every command; this is a command added there
-		// and not here.
+		// The grammar (flags.go) knows every command; this is one added
+		// there and not here.
 		fmt.Fprintf(r.stderr, "srctl: %q: not implemented\n", r.cfg.Command)
 		return ExitUsage
 	}

@@ -98,7 +98,7 @@ func TestVersionOfPlainBuilds(t *testing.T) {
 			// The module is served only here, and the dependencies come
 			// from downloads that were verified when they were made.
 			"GOSUMDB=off",
-			"GOFLAGS=-modcacherw",     // so that the test can remove the cache
+			"GOFLAGS=-modcacherw", // so that the test can remove the cache
 			"GOMODCACHE=" + modCache,
 			"GOBIN=" + bin,
 		}

@@ -1,8 +1,8 @@
 package hostaddr
 
 import (
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 )
 

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const modulePath = "github.com/sr-wrapper/sr-wrapper"
@@ -40,7 +42,7 @@ func TestVersionOfPlainBuilds(t *testing.T) {
 		t.Skip("builds the four commands: skipped with -short")
 	}
 	if _, err := exec.LookPath("git"); err != nil {
-		t.Skip("needs git to make a repository to build from: ", err)
+		testsupport.SkipUnsupported(t, "needs git to make a repository to build from: %v", err)
 	}
 	src := copySource(t, moduleRoot(t))
 	git(t, src, "init", "-q")

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 func TestParseRoutes(t *testing.T) {
@@ -71,7 +73,7 @@ func describeRoutes(rs []route) string {
 func TestResolveOnThisHost(t *testing.T) {
 	lo, err := net.InterfaceByName("lo")
 	if err != nil || lo.Flags&net.FlagUp == 0 {
-		t.Skipf("this host's lo is missing or down (%v)", err)
+		testsupport.SkipUnsupported(t, "this host's lo is missing or down (%v)", err)
 	}
 	for sel, want := range map[string]string{"lo": "127.0.0.1", "127.0.0.0/8": "127.0.0.1"} {
 		s, err := Parse(sel)
@@ -106,11 +108,11 @@ func TestResolveInNetworkNamespace(t *testing.T) {
 	}
 	for _, tool := range []string{"unshare", "ip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("needs %s to make a network namespace: %v", tool, err)
+			testsupport.SkipUnsupported(t, "needs %s to make a network namespace: %v", tool, err)
 		}
 	}
 	if out, err := exec.Command("unshare", "-n", "true").CombinedOutput(); err != nil {
-		t.Skipf("cannot make a network namespace here (unshare -n: %v %s); needs root or CAP_SYS_ADMIN", err, bytes.TrimSpace(out))
+		testsupport.SkipUnsupported(t, "cannot make a network namespace here (unshare -n: %v %s); needs root or CAP_SYS_ADMIN", err, bytes.TrimSpace(out))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

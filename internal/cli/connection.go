@@ -77,12 +77,12 @@ type ResolvedConnection struct {
 // names and reads the secrets from their files or the environment. getenv
 // is os.Getenv in production.
 func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, error) {
-	backend, err := registryBackend(c.Registry)
+	backend, err := RegistryBackend(c.Registry)
 	if err != nil {
 		return nil, err
 	}
 	if backend == BackendHTTP {
-		r, err := c.HTTPConnection.resolve(getenv)
+		r, err := c.HTTPConnection.Resolve(getenv)
 		if err != nil {
 			return nil, err
 		}
@@ -104,9 +104,9 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 	return r, nil
 }
 
-// registryBackend says which backend a --registry URL names, by its
+// RegistryBackend says which backend a --registry URL names, by its
 // scheme alone; each backend checks the rest of the URL.
-func registryBackend(registry string) (string, error) {
+func RegistryBackend(registry string) (string, error) {
 	u, err := url.Parse(registry)
 	if err != nil {
 		return "", fmt.Errorf("--registry: %q is not a URL: %w", registry, err)
@@ -120,10 +120,10 @@ func registryBackend(registry string) (string, error) {
 	return "", fmt.Errorf("--registry: unknown scheme %q in %q; use http://, https://, etcd:// or etcds://", u.Scheme, registry)
 }
 
-// resolve validates the flags for an http:// or https:// --registry, the
+// Resolve validates the flags for an http:// or https:// --registry, the
 // Service Registry API: the URLs as the client will use them, and a
 // username and API key, which the API requires.
-func (c *HTTPConnection) resolve(getenv func(string) string) (*ResolvedConnection, error) {
+func (c *HTTPConnection) Resolve(getenv func(string) string) (*ResolvedConnection, error) {
 	if err := (srapi.Config{RegistryURL: c.Registry}).Validate(); err != nil {
 		return nil, fmt.Errorf("--registry: %w", err)
 	}

@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"context"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestMakeDemo(t *testing.T) {
 		t.Skip("builds the binaries and runs the whole demo")
 	}
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("make is not installed")
+		testsupport.SkipUnsupported(t, "make is not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()

@@ -172,7 +172,10 @@
     if (!res.ok) {
       throw new APIError(res.status, await faultMessage(res), res.status >= 500 || res.status === 429 || res.status === 400);
     }
-    return res.json();
+    const body = await res.json();
+    // Signed out (or in as someone else) while the body was on its way.
+    if (gen !== st.gen) throw new Stale();
+    return body;
   }
 
   // list follows next_marker to the end of a list.

@@ -224,8 +224,10 @@ type Forwarder struct {
 
 	mu        sync.Mutex
 	conns     map[net.Conn]struct{}
-	failures  []error // handshakes that failed
+	failures  []error       // handshakes that failed
+	held      chan struct{} // while non-nil, handshakes wait for it to close
 	closed    bool
+	closing   chan struct{} // closed by Close
 	wg        sync.WaitGroup
 	accepting chan struct{}
 }
@@ -238,7 +240,8 @@ func Forward(t testing.TB, backend string, cfg *tls.Config) *Forwarder {
 	if err != nil {
 		t.Fatalf("tlstest: listen: %v", err)
 	}
-	f := &Forwarder{ln: ln, backend: backend, cfg: cfg, conns: map[net.Conn]struct{}{}, accepting: make(chan struct{})}
+	f := &Forwarder{ln: ln, backend: backend, cfg: cfg, conns: map[net.Conn]struct{}{},
+		closing: make(chan struct{}), accepting: make(chan struct{})}
 	go f.accept()
 	t.Cleanup(f.Close)
 	return f
@@ -246,6 +249,27 @@ func Forward(t testing.TB, backend string, cfg *tls.Config) *Forwarder {
 
 // Addr is where the forwarder listens, 127.0.0.1:PORT.
 func (f *Forwarder) Addr() string { return f.ln.Addr().String() }
+
+// Hold makes the connections accepted from now on wait before their
+// handshake, until Release: a test can then let a client start and meet
+// the server's certificate only when the test is ready for what follows.
+func (f *Forwarder) Hold() {
+	f.mu.Lock()
+	if f.held == nil {
+		f.held = make(chan struct{})
+	}
+	f.mu.Unlock()
+}
+
+// Release lets the held connections, and every later one, go on.
+func (f *Forwarder) Release() {
+	f.mu.Lock()
+	if f.held != nil {
+		close(f.held)
+		f.held = nil
+	}
+	f.mu.Unlock()
+}
 
 // HandshakeErrors are the server side's errors of the handshakes that
 // failed so far ("tls: client didn't provide a certificate", ...).
@@ -264,6 +288,7 @@ func (f *Forwarder) Close() {
 		return
 	}
 	f.closed = true
+	close(f.closing)
 	_ = f.ln.Close()
 	for c := range f.conns {
 		_ = c.Close()
@@ -311,6 +336,16 @@ func (f *Forwarder) accept() {
 func (f *Forwarder) serve(raw net.Conn) {
 	defer f.wg.Done()
 	defer f.untrack(raw)
+	f.mu.Lock()
+	held := f.held
+	f.mu.Unlock()
+	if held != nil {
+		select {
+		case <-held:
+		case <-f.closing:
+			return
+		}
+	}
 	tc := tls.Server(raw, f.cfg)
 	_ = tc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if err := tc.Handshake(); err != nil {

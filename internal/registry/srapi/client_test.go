@@ -134,6 +134,8 @@ func TestEndpointsFromConfig(t *testing.T) {
 		{"no host", "http:///v1.0", "", "", "", "no host"},
 		{"user info", "http://bob:pw@h/v1.0", "", "", "", "must not carry user info"},
 		{"query", "http://h/v1.0?x=1", "", "", "", "query"},
+		{"user info with another scheme", "ftp://bob:pw@h/v1.0", "", "", "", "must not carry user info"},
+		{"user info with a bad port", "http://bob:pw@h:port/v1.0", "", "", "", "must not carry user info"},
 		{"bad auth scheme", "http://h/v1.0", "ftp://id", "", "", "auth URL"},
 
 		// Several frontends: each is its own identity endpoint, unless
@@ -149,6 +151,8 @@ func TestEndpointsFromConfig(t *testing.T) {
 		{"list with an etcd URL", "http://a/v1.0,etcd://h:2379", "", "", "", `registry URL 2 of 2 "etcd://h:2379": scheme must be http or https`},
 		{"list with a bad URL", "http://a/v1.0,http:///v1.0", "", "", "", `registry URL 2 of 2 "http:///v1.0": no host`},
 		{"list with user info", "http://a/v1.0,http://bob:pw@b/v1.0", "", "", "", "registry URL 2 of 2: must not carry user info"},
+		{"a comma in a path stays escaped", "http://a/api%2Cv1/v1.0,http://b/v1.0", "",
+			"http://a/api%2Cv1/v1.0,http://b/v1.0", "http://a/v2.0/tokens,http://b/v2.0/tokens", ""},
 		{"list naming a frontend twice", "http://a/v1.0,http://a/v1.0/", "", "", "", `registry URL 2 of 2 "http://a/v1.0/": the same frontend as URL 1`},
 	}
 	for _, tt := range tests {

@@ -1,6 +1,7 @@
 package srapi
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -235,11 +236,16 @@ func parseFrontend(what, raw string) (frontend, error) {
 	if err != nil {
 		return frontend{}, err
 	}
-	reg.Path = strings.TrimRight(reg.Path, "/")
-	if reg.Path == "" {
-		reg.Path = "/v1.0"
+	// On the escaped form, and with any comma (there can only have been
+	// a %2C) escaped again: a comma as is would split the normalised list.
+	p := strings.ReplaceAll(strings.TrimRight(reg.EscapedPath(), "/"), ",", "%2C")
+	if p == "" {
+		p = "/v1.0"
 	}
-	reg.RawPath = ""
+	if reg.Path, err = url.PathUnescape(p); err != nil {
+		return frontend{}, fmt.Errorf("%s %q: %w", what, raw, err)
+	}
+	reg.RawPath = p
 	return frontend{registry: reg.String(), tokens: tokensURL(&url.URL{Scheme: reg.Scheme, Host: reg.Host})}, nil
 }
 
@@ -256,8 +262,17 @@ func tokensURL(auth *url.URL) string {
 }
 
 func parseHTTPURL(what, raw string) (*url.URL, error) {
+	// Credentials in a URL would end up in logs and errors: refused, and
+	// never quoted.
+	shown := withoutUserInfo(raw)
+	if shown != raw {
+		return nil, fmt.Errorf("%s: must not carry user info; use the username and API key settings", what)
+	}
 	u, err := url.Parse(raw)
 	if err != nil {
+		if ue, ok := errors.AsType[*url.Error](err); ok {
+			err = ue.Err // without the URL, already quoted
+		}
 		return nil, fmt.Errorf("%s %q: %w", what, raw, err)
 	}
 	if u.Scheme != "http" && u.Scheme != "https" {
@@ -267,11 +282,29 @@ func parseHTTPURL(what, raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("%s %q: no host", what, raw)
 	}
 	if u.User != nil {
-		// Credentials in a URL would end up in logs and errors.
 		return nil, fmt.Errorf("%s: must not carry user info; use the username and API key settings", what)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("%s %q: must not have a query or fragment", what, raw)
 	}
-	return &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}, nil
+	return &url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path, RawPath: u.RawPath}, nil
+}
+
+// withoutUserInfo drops what stands between "//" and an "@" in the
+// authority of a URL-like string, parseable or not.
+func withoutUserInfo(raw string) string {
+	i := strings.Index(raw, "//")
+	if i < 0 {
+		return raw
+	}
+	rest := raw[i+2:]
+	authority := rest
+	if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+		authority = rest[:j]
+	}
+	at := strings.LastIndexByte(authority, '@')
+	if at < 0 {
+		return raw
+	}
+	return raw[:i+2] + rest[at+1:]
 }

@@ -143,6 +143,9 @@ func TestTLSFlagErrorsExit2(t *testing.T) {
 			t.Errorf("%s: exit code %d, want 2", tt.flags, code)
 			continue
 		}
+		if !w.stderr.WaitEOF(exitWait) || !w.stdout.WaitEOF(exitWait) {
+			t.Fatalf("%s: output still open after the exit", tt.flags)
+		}
 		if got := w.stderr.String(); !strings.HasPrefix(got, tt.want) || strings.Count(got, "\n") != 1 {
 			t.Errorf("%s: stderr %q, want one line starting %q", tt.flags, got, tt.want)
 		}

@@ -280,7 +280,7 @@ func TestFailoverOnceUnderConcurrentCalls(t *testing.T) {
 	if len(moved) != 1 {
 		t.Fatalf("%d %q lines, want 1: %v", len(moved), movedMsg, moved)
 	}
-	if f := moved[0].ContextMap(); f["frontend"] != p1.URL().String() || !strings.Contains(f["error"].(string), "connection refused") {
+	if f := moved[0].ContextMap(); f["frontend"] != p1.URL().String() || !strings.Contains(f["error"].(string), "GET "+p1.URL().String()+"/") {
 		t.Fatalf("log line %v: want the dead frontend and why", f)
 	}
 }

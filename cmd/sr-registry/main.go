@@ -48,8 +48,8 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	var f flags
-	err := cli.Parse(&f, "sr-registry", "A local, durable Service Registry API v1.0 server with its identity endpoint.",
-		args, buildinfo.Get(), stdout, stderr)
+	_, err := cli.Parse(&f, "sr-registry", "A local, durable Service Registry API v1.0 server with its identity endpoint.",
+		nil, args, buildinfo.Get(), stdout, stderr)
 	var exit *cli.ErrExit
 	switch {
 	case errors.As(err, &exit):

@@ -14,6 +14,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/etcdtest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const etcdPrefix = "/sr"
@@ -134,7 +135,7 @@ func TestEtcdServiceExpiresWhenTheWrapperIsKilled(t *testing.T) {
 	if ok, err := etcdPresent(cli, "etcd-crash")(); err != nil || !ok {
 		t.Fatalf("the key went at once (%v); a killed wrapper cannot revoke its lease", err)
 	}
-	waitUntil(t, ttl+3*time.Second, "service key expired", func() bool {
+	testsupport.EventuallyTrue(t, ttl+3*time.Second, "service key expired", func() bool {
 		ok, err := etcdPresent(cli, "etcd-crash")()
 		return err == nil && !ok
 	})

@@ -543,19 +543,6 @@ func (a *account) sessions(t *testing.T) []api.Session {
 	return l.Values
 }
 
-// waitUntil polls cond (the registry sends no events) and fails the test
-// when it does not become true within timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a state
-	}
-}
-
 // alive reports whether pid exists and is not a zombie.
 func alive(pid int) bool {
 	state, _, ok := proctest.Stat(pid)

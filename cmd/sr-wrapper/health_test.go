@@ -20,6 +20,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcd"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // The health checks of these tests are fast, so that a transition takes
@@ -459,7 +460,7 @@ func TestHealthHangingCheckBlocksNothing(t *testing.T) {
 	// without heartbeats: they go on beside the hanging checks.
 	expiry := created.TS().Add(ttl).UnixMilli()
 	beats := map[int64]bool{}
-	waitUntil(t, 2*ttl+eventWait, "heartbeats past the session's timeout", func() bool {
+	testsupport.EventuallyTrue(t, 2*ttl+eventWait, "heartbeats past the session's timeout", func() bool {
 		s, err := b.acct.session(session)
 		if err != nil || s == nil {
 			t.Fatalf("session %s: %+v, %v; want it heartbeated", session, s, err)
@@ -487,7 +488,7 @@ func TestHealthHangingCheckBlocksNothing(t *testing.T) {
 	b.expectAbsent(t, id, "while its check hangs")
 
 	var sleeps []int
-	waitUntil(t, eventWait, "a hanging check command running", func() bool {
+	testsupport.EventuallyTrue(t, eventWait, "a hanging check command running", func() bool {
 		sleeps = markedProcs(w.marker, "sleep")
 		return len(sleeps) > 0
 	})

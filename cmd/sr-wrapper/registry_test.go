@@ -16,6 +16,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/faultproxy"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // Paths of the calls the rules below act on, as faultproxy patterns.
@@ -42,7 +43,7 @@ func TestRegistryDownAtStart(t *testing.T) {
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "early"), fakeproc("--ready", "--report-signals", "--exit-on-term", "0")...))
 	w.ready()
 	w.waitLog(eventWait, "registration failed; retrying")
-	waitUntil(t, eventWait, "a second attempt while down", func() bool { return proxy.Requests() >= 2 })
+	testsupport.EventuallyTrue(t, eventWait, "a second attempt while down", func() bool { return proxy.Requests() >= 2 })
 	acct.mustBeAbsent(t, "early", "while the registry is down")
 	if got := w.stdout.all(hasPrefix("signal ")); len(got) != 0 || w.exited() {
 		t.Fatalf("the registry's failure reached the child: %v", got)
@@ -70,7 +71,7 @@ func TestHungRegistryDoesNotDelayTheChild(t *testing.T) {
 	hang := proxy.Add(faultproxy.Rule{Action: faultproxy.Delay(time.Hour)})
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "hung"), fakeproc("--ready", "--exit-on-term", "0")...))
 	child := w.ready()
-	waitUntil(t, eventWait, "the wrapper's first call hangs in the proxy", func() bool { return hang.Seen() >= 1 })
+	testsupport.EventuallyTrue(t, eventWait, "the wrapper's first call hangs in the proxy", func() bool { return hang.Seen() >= 1 })
 	// The child has the wrapper's own stdin, stdout and stderr, not
 	// pipes that the wrapper copies through.
 	for fd := range 3 {
@@ -123,13 +124,13 @@ func TestRegistryKilledAndRestarted(t *testing.T) {
 		t.Helper()
 		start := time.Now()
 		var got string
-		waitUntil(t, recoveryWait, what, func() bool {
+		testsupport.EventuallyTrue(t, recoveryWait, what, func() bool {
 			s, ok := heartbeatedAfterRestart()
 			got = s
 			return ok
 		})
 		// And it goes on: a later heartbeat moves last_seen again.
-		waitUntil(t, 2*ttl, what+": a further heartbeat", func() bool {
+		testsupport.EventuallyTrue(t, 2*ttl, what+": a further heartbeat", func() bool {
 			s, ok := heartbeatedAfterRestart()
 			return ok && s != got
 		})
@@ -168,7 +169,7 @@ func TestHeartbeat500IsRetriedAndTheSessionSurvives(t *testing.T) {
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "hb500"), fakeproc("--ready")...))
 	w.ready()
 	session := w.registered()
-	waitUntil(t, 4*ttl, "two heartbeats after the failed one", func() bool { return fault.Seen() >= 5 })
+	testsupport.EventuallyTrue(t, 4*ttl, "two heartbeats after the failed one", func() bool { return fault.Seen() >= 5 })
 	if fault.Applied() != 1 {
 		t.Fatalf("the 500 was applied %d times, want 1", fault.Applied())
 	}
@@ -206,7 +207,7 @@ func TestInjected401ReauthenticatesAndCarriesOn(t *testing.T) {
 	w := startWrapper(t, cmdline(acct.flags(proxy.URL().String(), "hb401"), fakeproc("--ready")...))
 	w.ready()
 	session := w.registered()
-	waitUntil(t, 4*ttl, "heartbeats after the 401", func() bool { return fault.Seen() >= 4 })
+	testsupport.EventuallyTrue(t, 4*ttl, "heartbeats after the 401", func() bool { return fault.Seen() >= 4 })
 	if fault.Applied() != 1 {
 		t.Fatalf("the 401 was applied %d times, want 1", fault.Applied())
 	}
@@ -313,7 +314,7 @@ func TestRegistryFailuresNeverStopTheChild(t *testing.T) {
 					t.Fatalf("%q logged %d times, want once", givingUp, n)
 				}
 			} else {
-				waitUntil(t, 2*ttl, "failed attempts", func() bool { return rule.Seen() >= 4 })
+				testsupport.EventuallyTrue(t, 2*ttl, "failed attempts", func() bool { return rule.Seen() >= 4 })
 			}
 			if got := w.stdout.all(hasPrefix("signal ")); len(got) != 0 || w.exited() {
 				t.Fatalf("registry failures reached the child: %v", got)
@@ -434,7 +435,7 @@ func TestTokenChainDebugLogAndSecrets(t *testing.T) {
 
 			var beats []heartbeat
 			var created []string
-			waitUntil(t, 4*ttl, "three heartbeats", func() bool {
+			testsupport.EventuallyTrue(t, 4*ttl, "three heartbeats", func() bool {
 				created, beats, _ = rec.snapshot()
 				return len(beats) >= 3
 			})

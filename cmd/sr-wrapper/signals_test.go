@@ -14,6 +14,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 func isStopSignal(s syscall.Signal) bool {
@@ -78,7 +79,7 @@ func TestStopSignalsDeregisterWhileTheChildRuns(t *testing.T) {
 
 			w.signal(sig)
 			w.waitStdout(eventWait, "signal "+signals.Name(sig), exactly("signal "+signals.Name(sig)))
-			waitUntil(t, eventWait, "service gone after "+signals.Name(sig), func() bool {
+			testsupport.EventuallyTrue(t, eventWait, "service gone after "+signals.Name(sig), func() bool {
 				s, err := acct.service(id)
 				return err == nil && s == nil
 			})
@@ -210,7 +211,7 @@ func TestStopTimeout(t *testing.T) {
 		w.waitLog(eventWait, "child did not exit within the stop timeout; killed its process group")
 		// SIGKILL went to the group: the grandchild is dead too (or a
 		// zombie awaiting its new parent).
-		waitUntil(t, eventWait, "grandchild killed with the group", func() bool { return !alive(grandchild) })
+		testsupport.EventuallyTrue(t, eventWait, "grandchild killed with the group", func() bool { return !alive(grandchild) })
 		acct.mustBeAbsent(t, "trapper", "after the wrapper exited")
 		t.Logf("TERM → exit 137 in %s", took.Round(time.Millisecond))
 	})
@@ -264,7 +265,7 @@ func TestDrainDelay(t *testing.T) {
 
 			sent := time.Now()
 			w.signal(syscall.SIGTERM)
-			waitUntil(t, eventWait, "service gone after TERM", func() bool {
+			testsupport.EventuallyTrue(t, eventWait, "service gone after TERM", func() bool {
 				s, err := acct.service("drainer")
 				return err == nil && s == nil
 			})
@@ -332,10 +333,10 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	t.Parallel()
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
-		t.Skip("unshare(1) not available: cannot make a PID namespace")
+		testsupport.SkipUnsupported(t, "unshare(1) not available: cannot make a PID namespace")
 	}
 	if out, err := exec.Command(unshare, "--pid", "--fork", "--mount-proc", "true").CombinedOutput(); err != nil {
-		t.Skipf("unshare --pid --fork --mount-proc not permitted here: %v: %s", err, out)
+		testsupport.SkipUnsupported(t, "unshare --pid --fork --mount-proc not permitted here: %v: %s", err, out)
 	}
 	reg := registrytest.Start(t)
 	acct := newAccount(t, reg.URL)
@@ -363,7 +364,7 @@ func TestPID1ReapsOrphans(t *testing.T) {
 	}
 	// The whole namespace: the wrapper and the main child, no zombie.
 	var members []int
-	waitUntil(t, eventWait, "the namespace holds the wrapper and the main child only", func() bool {
+	testsupport.EventuallyTrue(t, eventWait, "the namespace holds the wrapper and the main child only", func() bool {
 		members = inPIDNamespaceOf(wrapper)
 		return len(members) == 2 && alive(members[0]) && alive(members[1])
 	})
@@ -429,7 +430,7 @@ func (p *proc) waitOrphansReaped(t *testing.T, n int) []int {
 func onlyChild(t *testing.T, pid int) int {
 	t.Helper()
 	var kids []int
-	waitUntil(t, eventWait, fmt.Sprintf("pid %d has exactly one child", pid), func() bool {
+	testsupport.EventuallyTrue(t, eventWait, fmt.Sprintf("pid %d has exactly one child", pid), func() bool {
 		kids = proctest.Children(pid)
 		return len(kids) == 1
 	})

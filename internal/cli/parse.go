@@ -49,17 +49,20 @@ func ParseWrapper(args []string, version buildinfo.Info, getenv func(string) str
 		"check_rise":     strconv.Itoa(health.DefaultRise),
 		"check_fall":     strconv.Itoa(health.DefaultFall),
 	}
-	if _, err := parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr); err != nil {
+	if _, err := Parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr); err != nil {
 		return nil, err
 	}
 	return w.Wrapper.Config(getenv)
 }
 
-// parse runs kong over args into target, turning kong's exits into
-// ErrExit. vars are the command's own, beside version and
-// default_registry; a usage error comes back as kong's *kong.ParseError,
-// which knows how far parsing got.
-func parse(target any, name, description string, vars kong.Vars, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
+// Parse parses a command's arguments (without the program name) into
+// target, a kong grammar, for every command of the repository. vars are
+// the grammar's own, beside version and default_registry; a
+// kong.VersionFlag field prints "<name> <version>". Help and version go
+// to stdout and come back as *ErrExit with status 0; any other error is a
+// usage error (kong's *kong.ParseError knows how far parsing got), for
+// the caller to print and exit with ExitUsage.
+func Parse(target any, name, description string, vars kong.Vars, args []string, version buildinfo.Info, stdout, stderr io.Writer) (*kong.Context, error) {
 	exitCode := -1
 	parser, err := kong.New(target,
 		kong.Name(name),

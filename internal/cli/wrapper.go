@@ -79,21 +79,12 @@ type WrapperConfig struct {
 
 	Log logging.Options
 
-	// Check is the health check, nil without one.
-	Check *Check
+	// Check is the validated health check, nil without one. Its checker
+	// is built later, beside the Reaper that starts a command check's
+	// processes.
+	Check *health.Spec
 
 	Command []string
-}
-
-// Check is a validated health check: Checker for --check-http and
-// --check-tcp, or Command for --check-cmd, whose checker is built later by
-// the supervisor, which owns the Reaper that must start and wait for it.
-type Check struct {
-	Checker health.Checker
-	Command []string
-
-	Interval, Timeout time.Duration
-	Rise, Fall        int
 }
 
 // Config validates the command line and returns the configuration, or an
@@ -103,7 +94,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		getenv = os.Getenv
 	}
 	if err := api.ValidateServiceID(w.ID); err != nil {
-		return nil, fmt.Errorf("--id: %w", ruleOf(err))
+		return nil, fmt.Errorf("--id: %w", RuleOf(err))
 	}
 	tags, err := ParseTags(w.Tags)
 	if err != nil {
@@ -127,7 +118,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		return nil, fmt.Errorf("--session-metadata: %w", err)
 	}
 	if err := api.ValidateHeartbeatTimeout(w.Interval); err != nil {
-		return nil, fmt.Errorf("--interval: %w", ruleOf(err))
+		return nil, fmt.Errorf("--interval: %w", RuleOf(err))
 	}
 	if w.Retries < 0 {
 		return nil, fmt.Errorf("--retries: must be 0 (never give up) or more, got %d", w.Retries)
@@ -180,50 +171,23 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	}, nil
 }
 
-// check validates the health-check flags: at most one check, and timings
-// that make sense for it.
-func (w *Wrapper) check() (*Check, error) {
-	given := 0
-	for _, v := range []string{w.CheckHTTP, w.CheckTCP, w.CheckCmd} {
-		if v != "" {
-			given++
-		}
-	}
-	if given > 1 {
-		return nil, fmt.Errorf("--check-http, --check-tcp, --check-cmd: give one check, not %d", given)
-	}
-	c := &Check{Interval: w.CheckInterval, Timeout: w.CheckTimeout, Rise: w.CheckRise, Fall: w.CheckFall}
-	var err error
-	switch {
-	case w.CheckHTTP != "":
-		if c.Checker, err = health.HTTP(w.CheckHTTP); err != nil {
-			return nil, fmt.Errorf("--check-http: %w", err)
-		}
-	case w.CheckTCP != "":
-		if c.Checker, err = health.TCP(w.CheckTCP); err != nil {
-			return nil, fmt.Errorf("--check-tcp: %w", err)
-		}
-	case w.CheckCmd != "":
-		argv, err := health.ParseCommand(w.CheckCmd)
-		if err != nil {
-			return nil, fmt.Errorf("--check-cmd: %w", err)
-		}
-		if err := health.ValidateCommand(argv, ""); err != nil {
-			return nil, fmt.Errorf("--check-cmd: %w", err)
-		}
-		c.Command = argv
-	default:
+// check validates the health-check flags, if any is given.
+func (w *Wrapper) check() (*health.Spec, error) {
+	if w.CheckHTTP == "" && w.CheckTCP == "" && w.CheckCmd == "" {
 		return nil, nil
 	}
-	if err := health.ValidateTiming(c.Interval, c.Timeout, c.Rise, c.Fall); err != nil {
+	spec := &health.Spec{HTTP: w.CheckHTTP, TCP: w.CheckTCP, Command: w.CheckCmd, Timing: health.Timing{
+		Interval: w.CheckInterval, Timeout: w.CheckTimeout, Rise: w.CheckRise, Fall: w.CheckFall,
+	}}
+	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
-	return c, nil
+	return spec, nil
 }
 
-// ruleOf drops the field name from an API validation error, for messages
+// RuleOf drops the field name from an API validation error, for messages
 // that name the flag instead.
-func ruleOf(err error) error {
+func RuleOf(err error) error {
 	if ve, ok := errors.AsType[*api.ValidationError](err); ok {
 		return errors.New(ve.Rule)
 	}

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"io"
-	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -22,26 +21,21 @@ func parseWrapper(t *testing.T, env map[string]string, extra ...string) (*Wrappe
 }
 
 func TestHealthCheckFlags(t *testing.T) {
-	defaults := func(c Check) Check {
-		c.Interval, c.Timeout, c.Rise, c.Fall = health.DefaultInterval, health.DefaultTimeout, health.DefaultRise, health.DefaultFall
-		return c
-	}
+	defaults := health.Timing{Interval: health.DefaultInterval, Timeout: health.DefaultTimeout, Rise: health.DefaultRise, Fall: health.DefaultFall}
 	tests := []struct {
-		name        string
-		flags       []string
-		want        *Check // without Checker; zero timings mean health's defaults
-		wantChecker string // the Checker's String
-		wantErr     string
+		name    string
+		flags   []string
+		want    *health.Spec // zero timings mean health's defaults
+		wantErr string
 	}{
 		{name: "no check", flags: nil, want: nil},
 		{name: "http", flags: []string{"--check-http=http://127.0.0.1:8080/health"},
-			want: &Check{}, wantChecker: "GET http://127.0.0.1:8080/health"},
-		{name: "tcp", flags: []string{"--check-tcp=127.0.0.1:3306"},
-			want: &Check{}, wantChecker: "TCP connect 127.0.0.1:3306"},
+			want: &health.Spec{HTTP: "http://127.0.0.1:8080/health"}},
+		{name: "tcp", flags: []string{"--check-tcp=127.0.0.1:3306"}, want: &health.Spec{TCP: "127.0.0.1:3306"}},
 		{name: "command, quoted as in sh", flags: []string{"--check-cmd=sh -c 'exit 0'"},
-			want: &Check{Command: []string{"sh", "-c", "exit 0"}}},
+			want: &health.Spec{Command: "sh -c 'exit 0'"}},
 		{name: "timing given", flags: []string{"--check-tcp=127.0.0.1:3306", "--check-interval=10s", "--check-timeout=10s", "--check-rise=2", "--check-fall=5"},
-			want: &Check{Interval: 10 * time.Second, Timeout: 10 * time.Second, Rise: 2, Fall: 5}, wantChecker: "TCP connect 127.0.0.1:3306"},
+			want: &health.Spec{TCP: "127.0.0.1:3306", Timing: health.Timing{Interval: 10 * time.Second, Timeout: 10 * time.Second, Rise: 2, Fall: 5}}},
 
 		{name: "two checks", flags: []string{"--check-http=http://127.0.0.1/", "--check-tcp=127.0.0.1:80"},
 			wantErr: "--check-http, --check-tcp, --check-cmd: give one check, not 2"},
@@ -56,7 +50,7 @@ func TestHealthCheckFlags(t *testing.T) {
 		{name: "command with an unbalanced quote", flags: []string{"--check-cmd=sh -c 'exit 0"},
 			wantErr: "--check-cmd: single quote at offset 6 is never closed"},
 		{name: "command not found", flags: []string{"--check-cmd=no-such-check-command --flag"},
-			wantErr: `--check-cmd: command "no-such-check-command" not found in $PATH`},
+			wantErr: `--check-cmd: "no-such-check-command": command not found in PATH`},
 		{name: "timeout longer than the interval", flags: []string{"--check-tcp=127.0.0.1:80", "--check-interval=2s", "--check-timeout=3s"},
 			wantErr: "--check-timeout (3s) must not be longer than --check-interval (2s)"},
 		{name: "zero interval", flags: []string{"--check-tcp=127.0.0.1:80", "--check-interval=0s"},
@@ -90,19 +84,10 @@ func TestHealthCheckFlags(t *testing.T) {
 			}
 			want := *tt.want
 			if want.Interval == 0 {
-				want = defaults(want)
+				want.Timing = defaults
 			}
-			checker := ""
-			if got.Checker != nil {
-				checker = got.Checker.String()
-			}
-			if checker != tt.wantChecker {
-				t.Errorf("%q: checker %q, want %q", tt.flags, checker, tt.wantChecker)
-			}
-			g := *got
-			g.Checker = nil
-			if !reflect.DeepEqual(g, want) {
-				t.Errorf("%q: check %+v, want %+v", tt.flags, g, want)
+			if *got != want {
+				t.Errorf("%q: check %+v, want %+v", tt.flags, *got, want)
 			}
 		})
 	}

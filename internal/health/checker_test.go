@@ -245,37 +245,3 @@ func TestTCPRejectsBadAddresses(t *testing.T) {
 		}
 	}
 }
-
-// freeAddr returns a loopback address with a port that nothing listens
-// on, for a program that opens it late.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
-
-func listenOn(t *testing.T, addr string) net.Listener {
-	t.Helper()
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatalf("open %s late: %v", addr, err)
-	}
-	t.Cleanup(func() { l.Close() })
-	return l
-}
-
-// acceptAll accepts and closes connections until l is closed.
-func acceptAll(l net.Listener) {
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return
-		}
-		c.Close()
-	}
-}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/execpath"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
 
@@ -47,8 +46,9 @@ type CommandOptions struct {
 	// Starter starts each run of the command and waits for it: the
 	// wrapper's *signals.Reaper.
 	Starter ProcessStarter
-	// Env is the command's complete environment, "KEY=value" strings;
-	// nil means the wrapper's own, as it is when Command is called.
+	// Env is the command's complete environment, "KEY=value" strings
+	// (the last of a repeated key wins); nil means the wrapper's own, as
+	// it is when Command is called.
 	Env []string
 	// Dir is the command's working directory; "" means the wrapper's.
 	// A relative command path with a slash is taken relative to it.
@@ -74,20 +74,12 @@ type commandChecker struct {
 	log     *zap.Logger
 }
 
-// Shell returns the argv that runs script with /bin/sh -c, for a check
-// that needs a shell's pipes, redirections or expansions:
-//
-//	health.Command(health.Shell("curl -fsS http://127.0.0.1/ | grep -q ok"), opts)
-//
-// Command never runs a shell by itself.
-func Shell(script string) []string {
-	return []string{"/bin/sh", "-c", script}
-}
-
-// Command returns a Checker that runs argv (no shell: see Shell and
+// Command returns a Checker that runs argv, never through a shell by
+// itself (a check that needs pipes or expansions runs sh -c: see
 // ParseCommand) and is healthy when it exits with status 0. argv[0] is
-// looked up in the wrapper's PATH now, so that a missing command is
-// reported before anything starts.
+// looked up now, in the PATH of opts.Env and relative to opts.Dir as the
+// wrapped child's command is (package execpath), so that a missing
+// command is reported before anything starts.
 //
 // Each run is in a process group of its own, its stdin is /dev/null, and
 // its stdout and stderr go to one pipe that the check reads, keeping the
@@ -100,7 +92,12 @@ func Shell(script string) []string {
 //
 // The process is started and waited for only through opts.Starter.
 func Command(argv []string, opts CommandOptions) (Checker, error) {
-	path, err := resolveArgv(argv, opts.Dir)
+	env := opts.Env
+	if env == nil {
+		env = os.Environ()
+	}
+	env = execpath.Dedup(env)
+	path, err := resolveArgv(argv, env, opts.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -111,16 +108,11 @@ func Command(argv []string, opts CommandOptions) (Checker, error) {
 		argv:    append([]string(nil), argv...),
 		path:    path,
 		shown:   "command " + joinCommand(argv),
-		env:     opts.Env,
+		env:     env,
 		dir:     opts.Dir,
 		limit:   opts.OutputLimit,
 		starter: opts.Starter,
 		log:     opts.Logger,
-	}
-	if c.env == nil {
-		c.env = os.Environ()
-	} else {
-		c.env = append([]string(nil), c.env...)
 	}
 	if c.limit <= 0 {
 		c.limit = DefaultOutputLimit
@@ -131,17 +123,7 @@ func Command(argv []string, opts CommandOptions) (Checker, error) {
 	return c, nil
 }
 
-// ValidateCommand reports what Command would reject in argv run in dir
-// ("" for the wrapper's working directory): an empty command, a NUL
-// byte, a command that is not found or not executable. It needs no
-// ProcessStarter, so that flags can be validated before the wrapper's
-// Reaper exists.
-func ValidateCommand(argv []string, dir string) error {
-	_, err := resolveArgv(argv, dir)
-	return err
-}
-
-func resolveArgv(argv []string, dir string) (string, error) {
+func resolveArgv(argv, env []string, dir string) (string, error) {
 	if len(argv) == 0 || argv[0] == "" {
 		return "", errors.New("empty command")
 	}
@@ -150,34 +132,7 @@ func resolveArgv(argv []string, dir string) (string, error) {
 			return "", fmt.Errorf("argument %q contains a NUL byte", a)
 		}
 	}
-	return resolveCommand(argv[0], dir)
-}
-
-// resolveCommand finds the file that name runs, as exec.Command would.
-func resolveCommand(name, dir string) (string, error) {
-	p := name
-	if strings.Contains(name, "/") && dir != "" && !filepath.IsAbs(name) {
-		p = filepath.Join(dir, name)
-	}
-	found, err := exec.LookPath(p)
-	if err == nil && p != name {
-		// Keep it as given: the process resolves it after its chdir to
-		// dir, and a relative dir would be applied twice.
-		return name, nil
-	}
-	if err == nil {
-		return found, nil
-	}
-	var ee *exec.Error
-	switch {
-	case errors.Is(err, exec.ErrNotFound):
-		return "", fmt.Errorf("command %q not found in $PATH", name)
-	case errors.Is(err, exec.ErrDot):
-		return "", fmt.Errorf("command %q is found only through a relative directory in $PATH: give its path instead", name)
-	case errors.As(err, &ee):
-		return "", fmt.Errorf("command %q: %w", name, ee.Err)
-	}
-	return "", fmt.Errorf("look up command %q: %w", name, err)
+	return execpath.Find(argv[0], env, dir)
 }
 
 func (c *commandChecker) String() string { return c.shown }

@@ -17,8 +17,8 @@ import (
 // Because no shell runs, the characters that would mean something to one
 // are refused rather than passed on silently as arguments: an unquoted
 // | & ; < > ( ), a $ or ` outside single quotes, and a # that starts a
-// word. Quote them to pass them as they are, or ask for a shell (see
-// Shell). Unbalanced quotes, a trailing backslash, a NUL byte and an
+// word. Quote them to pass them as they are, or ask for a shell
+// (sh -c '...'). Unbalanced quotes, a trailing backslash, a NUL byte and an
 // empty command are errors too.
 func ParseCommand(s string) ([]string, error) {
 	var (

@@ -1,11 +1,11 @@
 // Package heartbeat keeps one service registered for as long as it is
-// asked to. A Keeper creates a session, registers the service in it,
-// heartbeats the session well inside its timeout and, when the session is
-// lost (the registry forgot it, or no heartbeat got through for a whole
-// timeout), creates a new one and registers again.
+// asked to. A Keeper creates a session, registers the service in it while
+// it is healthy, heartbeats the session well inside its timeout and, when
+// the registry has lost the session, creates a new one and registers
+// again.
 //
-// It does not start processes or handle signals: the supervisor runs it
-// beside the child, stops it, and then calls Close to deregister.
+// It does not start processes or handle signals: the supervisor starts it
+// beside the child, follows its Events, and Closes it to deregister.
 package heartbeat
 
 import (
@@ -23,35 +23,24 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 )
 
-// ErrGaveUp is returned by Run, wrapped with the cause, when registration
-// failed for good and Config.AbortOnFailure is set.
+// ErrGaveUp is wrapped by the error of a GaveUp event.
 var ErrGaveUp = errors.New("registration failed for good")
 
-// Event is a change of the Keeper's state, reported through Config.OnEvent.
-type Event int
+// EventKind says what changed.
+type EventKind int
 
-// Events reported to Config.OnEvent.
+// Kinds of Event.
 const (
-	// EventRegistered: the service is in the registry (first time, after
-	// a lost session, or after becoming healthy again).
-	EventRegistered Event = iota + 1
-	// EventDeregistered: the service was removed because it became
-	// unhealthy; the session stays.
-	EventDeregistered
-	// EventSessionLost: the session is gone; a new one is being made.
-	EventSessionLost
+	Registered   EventKind = iota + 1 // listed: the first time, in a new session, or healthy again
+	Deregistered                      // removed as unhealthy; the session stays
+	SessionLost                       // the registry lost the session; a new one is being made
+	GaveUp                            // registration failed for good (AbortOnFailure); the last event
 )
 
-func (e Event) String() string {
-	switch e {
-	case EventRegistered:
-		return "registered"
-	case EventDeregistered:
-		return "deregistered"
-	case EventSessionLost:
-		return "session lost"
-	}
-	return fmt.Sprintf("event(%d)", int(e))
+// Event is a change of the Keeper's state.
+type Event struct {
+	Kind EventKind
+	Err  error // for GaveUp, why: it wraps ErrGaveUp
 }
 
 // Config describes what to keep registered. Registry, Service and
@@ -61,15 +50,16 @@ type Config struct {
 	Service  registry.Service
 	Session  registry.SessionOptions
 
-	// AbortOnFailure makes Run return ErrGaveUp when registration fails
-	// for good: a permanent error (a rejected request, a forbidden
-	// tenant), Retries failed attempts in a row, or no success within one
-	// heartbeat timeout of trying. Without it Run never gives up: the
-	// child must never pay for the registry's troubles.
+	// AbortOnFailure makes the Keeper give up (a GaveUp event) when
+	// registration fails for good: a permanent error (a rejected request,
+	// a forbidden tenant), Retries failed attempts in a row, no success
+	// within one heartbeat timeout of trying, or no heartbeat for two
+	// timeouts. Without it the Keeper never gives up on its own account:
+	// the child must never pay for the registry's troubles.
 	AbortOnFailure bool
 	// Retries bounds the failed registration attempts in a row; 0 means
-	// no bound. Without AbortOnFailure, reaching it stops the attempts
-	// and leaves the service unregistered.
+	// no bound. Without AbortOnFailure, reaching it stops the Keeper and
+	// leaves the service unregistered.
 	Retries int
 	// StartUnhealthy defers registration until SetHealthy(true): the
 	// session is created at once, the service only when a health check
@@ -77,9 +67,6 @@ type Config struct {
 	StartUnhealthy bool
 	// Logger receives the Keeper's log lines; nil means none.
 	Logger *zap.Logger
-	// OnEvent, if set, is called from Run's goroutine on each state
-	// change. It must not block.
-	OnEvent func(Event)
 }
 
 // Timing of retries. The first retry comes after 100–300 ms; later ones
@@ -88,51 +75,39 @@ type Config struct {
 const (
 	initialRetryInterval = 200 * time.Millisecond
 	retryJitter          = 0.5
-	// existsRetryInterval paces retries while an earlier instance's
-	// session still holds the id: it expires at an unknown moment, and
-	// the service should reappear soon after.
-	existsRetryInterval = time.Second
-	// existsBudget is how long an id held by another session is worth
-	// waiting for with AbortOnFailure: the longest timeout the API
-	// allows (30 s) plus the registry's expiry slack. After that the
-	// holder is alive, not stale.
-	existsBudget = 32 * time.Second
+	// While an earlier instance's session still holds the id, retry
+	// every second: it expires at an unknown moment, and the service
+	// should reappear soon after. With AbortOnFailure, wait for it as long
+	// as the longest timeout the API allows (30 s) plus the registry's
+	// expiry slack: after that the holder is alive, not stale.
+	heldRetryInterval = time.Second
+	heldBudget        = 32 * time.Second
 	// minCallTimeout keeps a nearly spent budget from producing calls
 	// that cannot succeed.
 	minCallTimeout = 500 * time.Millisecond
 )
 
-// Keeper keeps a service registered. Run it in one goroutine; call
-// SetHealthy from any goroutine; call Close after Run has returned.
+// Keeper keeps a service registered from Start to Close. SetHealthy,
+// SessionID and Close may be called from any goroutine.
 type Keeper struct {
-	cfg Config
-	log *zap.Logger
+	cfg    Config
+	log    *zap.Logger
+	events chan Event
 
-	healthMu sync.Mutex
-	healthy  bool
+	healthy  atomic.Bool
 	healthCh chan struct{} // signalled when healthy changes
 
-	sessionID atomic.Pointer[string] // for other goroutines' log lines
+	start sync.Once
+	stop  context.CancelFunc // set by Start
+	done  chan struct{}      // closed when run has returned
 
-	// The fields below are owned by Run's goroutine, then by Close.
-	sess       registry.Session
-	registered bool
-	// registration attempts
-	nextAttempt  time.Time
-	failingSince time.Time
-	existsSince  time.Time
-	attempts     int
-	retry        *backoff.ExponentialBackOff
-	stopped      bool // gave up without AbortOnFailure
-	// heartbeats
-	nextHeartbeat time.Time
-	deadline      time.Time // the session expires after this without a heartbeat
-	overdue       bool      // the deadline passed with the registry unreachable
-	hbFailures    int
-	hbRetry       *backoff.ExponentialBackOff
+	mu   sync.Mutex
+	sess registry.Session // the current session, nil without one
+
+	tries attempts // owned by run's goroutine
 }
 
-// New returns a Keeper for cfg. It does no I/O.
+// New returns a Keeper for cfg. It does no I/O and starts nothing.
 func New(cfg Config) *Keeper {
 	log := cfg.Logger
 	if log == nil {
@@ -141,33 +116,41 @@ func New(cfg Config) *Keeper {
 	k := &Keeper{
 		cfg:      cfg,
 		log:      log.With(zap.String("service", cfg.Service.ID)),
-		healthy:  !cfg.StartUnhealthy,
+		events:   make(chan Event, 8),
 		healthCh: make(chan struct{}, 1),
-		retry:    newBackoff(cfg.Session.TTL),
-		hbRetry:  newBackoff(cfg.Session.TTL / 4),
+		done:     make(chan struct{}),
 	}
+	k.healthy.Store(!cfg.StartUnhealthy)
+	k.tries = attempts{cfg: &k.cfg, backoff: newBackoff(cfg.Session.TTL)}
 	return k
 }
 
 func newBackoff(max time.Duration) *backoff.ExponentialBackOff {
-	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = initialRetryInterval
-	b.RandomizationFactor = retryJitter
-	b.Multiplier = 2
-	b.MaxInterval = max
-	b.MaxElapsedTime = 0 // giving up is decided here, not by the backoff
-	b.Reset()
-	return b
+	return backoff.NewExponentialBackOff(backoff.WithInitialInterval(initialRetryInterval),
+		backoff.WithRandomizationFactor(retryJitter), backoff.WithMultiplier(2), backoff.WithMaxInterval(max),
+		backoff.WithMaxElapsedTime(0)) // giving up is decided here, not by the backoff
 }
+
+// Start begins registering in the background. Later calls do nothing.
+func (k *Keeper) Start() {
+	k.start.Do(func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		k.stop = cancel
+		go func() {
+			defer close(k.done)
+			k.run(ctx)
+		}()
+	})
+}
+
+// Events reports the Keeper's changes in order. Keep receiving from it
+// until Close: the Keeper waits while it is full.
+func (k *Keeper) Events() <-chan Event { return k.events }
 
 // SetHealthy tells the Keeper whether the service should be listed. An
 // unhealthy service is removed from the registry; its session stays.
 func (k *Keeper) SetHealthy(healthy bool) {
-	k.healthMu.Lock()
-	changed := k.healthy != healthy
-	k.healthy = healthy
-	k.healthMu.Unlock()
-	if changed {
+	if k.healthy.Swap(healthy) != healthy {
 		select {
 		case k.healthCh <- struct{}{}:
 		default:
@@ -175,53 +158,163 @@ func (k *Keeper) SetHealthy(healthy bool) {
 	}
 }
 
-func (k *Keeper) wantRegistered() bool {
-	k.healthMu.Lock()
-	defer k.healthMu.Unlock()
-	return k.healthy
+// SessionID is the current session's id, or "" without one.
+func (k *Keeper) SessionID() string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.sess == nil {
+		return ""
+	}
+	return k.sess.ID()
+}
+
+// Close stops the Keeper and ends its session now, so that the service
+// disappears at once instead of after the timeout. All of it is bounded
+// by ctx: a session that could not be ended expires by itself.
+func (k *Keeper) Close(ctx context.Context) error {
+	k.start.Do(func() { close(k.done) }) // never started: nothing runs
+	if k.stop != nil {
+		k.stop()
+	}
+	// Beside whatever call the Keeper is in (sessions are safe for
+	// concurrent use): one that ignores its context must not keep the
+	// service listed.
+	errs := []error{k.endSession(ctx)}
+	select {
+	case <-k.done:
+		errs = append(errs, k.endSession(ctx)) // one made meanwhile
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("stop registering: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+func (k *Keeper) endSession(ctx context.Context) error {
+	sess := k.swapSession(nil)
+	if sess == nil {
+		return nil
+	}
+	if err := sess.Close(ctx); err != nil && !errors.Is(err, registry.ErrSessionLost) {
+		return fmt.Errorf("end session %s: %w", sess.ID(), err)
+	}
+	return nil
+}
+
+// swapSession makes s the current session and returns the one before.
+func (k *Keeper) swapSession(s registry.Session) registry.Session {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	old := k.sess
+	k.sess = s
+	return old
 }
 
 // logger names the session along with the service on every line.
 func (k *Keeper) logger() *zap.Logger {
-	if k.sess != nil {
-		return k.log.With(zap.String("session", k.sess.ID()))
+	if id := k.SessionID(); id != "" {
+		return k.log.With(zap.String("session", id))
 	}
 	return k.log
 }
 
-func (k *Keeper) emit(e Event) {
-	if k.cfg.OnEvent != nil {
-		k.cfg.OnEvent(e)
+func (k *Keeper) emit(ctx context.Context, e Event) {
+	select {
+	case k.events <- e:
+	case <-ctx.Done():
 	}
 }
 
-// Run keeps the service registered until ctx is done, and then returns nil
-// without ending the session: call Close for that. With AbortOnFailure it
-// returns an error wrapping ErrGaveUp when registration fails for good.
-func (k *Keeper) Run(ctx context.Context) error {
+// run alternates the two phases: register makes a session, keepAlive
+// keeps it until the registry loses it.
+func (k *Keeper) run(ctx context.Context) {
+	for {
+		sess, err := k.register(ctx)
+		if err == nil {
+			err = k.keepAlive(ctx, sess)
+		}
+		switch {
+		case ctx.Err() != nil:
+			return
+		case errors.Is(err, registry.ErrSessionLost):
+			k.logger().Warn("session lost; creating a new session and registering again", zap.Error(err))
+			k.swapSession(nil)
+			k.emit(ctx, Event{Kind: SessionLost})
+		case k.cfg.AbortOnFailure:
+			k.emit(ctx, Event{Kind: GaveUp, Err: err})
+			return
+		default:
+			// The session, if any, is left to expire.
+			k.logger().Error("giving up registration; the child keeps running unregistered", zap.Error(err))
+			return
+		}
+	}
+}
+
+// register creates a session, retrying until it succeeds, ctx ends or the
+// attempts give up (an error wrapping ErrGaveUp).
+func (k *Keeper) register(ctx context.Context) (registry.Session, error) {
+	for {
+		cctx, cancel := callContext(ctx, k.cfg.Session.TTL)
+		sess, err := k.cfg.Registry.CreateSession(cctx, k.cfg.Session)
+		cancel()
+		if err == nil {
+			k.swapSession(sess)
+			k.logger().Info("session created", zap.Duration("timeout", sess.TTL()), zap.Stringer("registry", k.cfg.Registry))
+			if !k.healthy.Load() {
+				k.tries.reset() // nothing more to do until it is healthy
+			}
+			return sess, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		delay, err := k.tries.failed(k.log, "create session", err)
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// keepAlive heartbeats sess well inside its timeout and keeps the service
+// listed in it while it is healthy. It returns an error wrapping
+// registry.ErrSessionLost when the registry no longer has the session,
+// one wrapping ErrGaveUp when registration failed for good, or ctx's.
+func (k *Keeper) keepAlive(ctx context.Context, sess registry.Session) error {
+	b := beats{ttl: sess.TTL(), backoff: newBackoff(sess.TTL() / 4)}
+	b.succeeded(time.Now())
+	listed := false
+	var retryListAt time.Time // after a failed Register or Deregister
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
-		if ctx.Err() != nil {
-			return nil
-		}
 		now := time.Now()
+		want := k.healthy.Load()
 		var err error
 		switch {
-		case k.stopped:
-			// Gave up without AbortOnFailure: nothing left to do but
-			// wait for the end.
-			<-ctx.Done()
-			return nil
-		case k.sess == nil && !now.Before(k.nextAttempt):
-			err = k.createSession(ctx)
-		case k.sess != nil && !now.Before(k.nextHeartbeat):
-			err = k.heartbeat(ctx)
-		case k.sess != nil && k.wantRegistered() != k.registered && !now.Before(k.nextAttempt):
-			err = k.reconcile(ctx)
+		case !now.Before(b.next):
+			err = k.heartbeat(ctx, sess, &b)
+		case want != listed && !now.Before(retryListAt):
+			var retry time.Duration
+			if retry, err = k.list(ctx, sess, want); err == nil && retry == 0 {
+				listed = want
+			}
+			retryListAt = now.Add(retry)
 		default:
-			if !k.sleep(ctx, timer, k.nextWake()) {
-				return nil
+			wake := b.next
+			if want != listed && retryListAt.Before(wake) {
+				wake = retryListAt
+			}
+			timer.Reset(time.Until(wake))
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-timer.C:
+			case <-k.healthCh:
 			}
 		}
 		if err != nil {
@@ -230,286 +323,187 @@ func (k *Keeper) Run(ctx context.Context) error {
 	}
 }
 
-// nextWake is the earliest moment something is due.
-func (k *Keeper) nextWake() time.Time {
-	if k.sess == nil {
-		return k.nextAttempt
-	}
-	wake := k.nextHeartbeat
-	if k.wantRegistered() != k.registered && k.nextAttempt.Before(wake) {
-		wake = k.nextAttempt
-	}
-	return wake
-}
-
-// sleep waits until wake, a health change or ctx's end. It reports false
-// when ctx ended.
-func (k *Keeper) sleep(ctx context.Context, timer *time.Timer, wake time.Time) bool {
-	timer.Reset(time.Until(wake))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-timer.C:
-	case <-k.healthCh:
-	}
-	return true
-}
-
-func (k *Keeper) callContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
-	budget = max(budget, minCallTimeout)
-	return context.WithTimeout(ctx, budget)
-}
-
-// createSession makes a new session.
-func (k *Keeper) createSession(ctx context.Context) error {
-	cctx, cancel := k.callContext(ctx, k.cfg.Session.TTL)
-	sess, err := k.cfg.Registry.CreateSession(cctx, k.cfg.Session)
-	cancel()
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return k.failed("create session", err)
-	}
-	now := time.Now()
-	k.setSession(sess)
-	k.registered = false
-	k.deadline = now.Add(sess.TTL())
-	k.nextHeartbeat = now.Add(k.heartbeatInterval())
-	k.nextAttempt = now
-	k.hbFailures = 0
-	k.overdue = false
-	k.hbRetry.Reset()
-	k.logger().Info("session created", zap.Duration("timeout", sess.TTL()), zap.Stringer("registry", k.cfg.Registry))
-	if !k.wantRegistered() {
-		k.succeeded()
-	}
-	return nil
-}
-
-// reconcile registers or deregisters the service to match its health.
-func (k *Keeper) reconcile(ctx context.Context) error {
-	want := k.wantRegistered()
-	cctx, cancel := k.callContext(ctx, time.Until(k.deadline))
+// list registers the service (listed) or removes it. After a failure it
+// returns how long to wait before the next try (never 0); an error means
+// keepAlive must end.
+func (k *Keeper) list(ctx context.Context, sess registry.Session, listed bool) (retry time.Duration, err error) {
+	cctx, cancel := callContext(ctx, sess.TTL()/2)
 	defer cancel()
-	if !want {
-		err := k.sess.Deregister(cctx, k.cfg.Service.ID)
-		switch {
-		case err == nil:
-			k.registered = false
-			k.logger().Info("service deregistered: unhealthy")
-			k.emit(EventDeregistered)
-		case ctx.Err() != nil:
-		case errors.Is(err, registry.ErrSessionLost):
-			k.lost("deregister", err)
-		default:
-			k.logger().Warn("deregister unhealthy service failed; retrying", zap.Error(err))
-			k.nextAttempt = time.Now().Add(k.retry.NextBackOff())
-		}
-		return nil
+	if listed {
+		err = sess.Register(cctx, k.cfg.Service)
+	} else {
+		err = sess.Deregister(cctx, k.cfg.Service.ID)
 	}
-	err := k.sess.Register(cctx, k.cfg.Service)
 	switch {
-	case err == nil:
-		k.registered = true
-		k.succeeded()
+	case err == nil && listed:
+		k.tries.reset()
 		k.logger().Info("service registered", zap.Strings("tags", k.cfg.Service.Tags))
-		k.emit(EventRegistered)
-		return nil
+		k.emit(ctx, Event{Kind: Registered})
+		return 0, nil
+	case err == nil:
+		k.logger().Info("service deregistered: unhealthy")
+		k.emit(ctx, Event{Kind: Deregistered})
+		return 0, nil
 	case ctx.Err() != nil:
-		return nil
+		return 0, ctx.Err()
 	case errors.Is(err, registry.ErrSessionLost):
-		k.lost("register", err)
-		return nil
-	case errors.Is(err, registry.ErrServiceExists):
-		return k.exists(err)
-	default:
-		return k.failed("register service", err)
+		return 0, err
+	case !listed:
+		retry = k.tries.backoff.NextBackOff()
+		k.logger().Warn("deregister unhealthy service failed; retrying", zap.Error(err), zap.Duration("retry_in", retry))
+		return retry, nil
 	}
+	return k.tries.failed(k.logger(), "register service", err)
 }
 
-// exists handles an id still held by another session, typically the
-// previous instance of this program whose session has not expired yet.
-func (k *Keeper) exists(err error) error {
-	now := time.Now()
-	if k.existsSince.IsZero() {
-		k.existsSince = now
-		k.logger().Warn("service id is still held by another session, probably an earlier instance; retrying until that session expires", zap.Error(err))
-	}
-	k.attempts++
-	if k.cfg.Retries > 0 && k.attempts >= k.cfg.Retries {
-		return k.giveUp(fmt.Errorf("register service %q: %d attempts: %w", k.cfg.Service.ID, k.attempts, err))
-	}
-	if k.cfg.AbortOnFailure && now.Sub(k.existsSince) >= existsBudget {
-		return k.giveUp(fmt.Errorf("register service %q: still held by another session after %s: %w",
-			k.cfg.Service.ID, now.Sub(k.existsSince).Round(time.Second), err))
-	}
-	k.nextAttempt = now.Add(jitter(existsRetryInterval))
-	return nil
+// beats is keepAlive's heartbeat schedule for one session.
+type beats struct {
+	ttl      time.Duration
+	deadline time.Time // the session expires after this without a heartbeat
+	next     time.Time
+	failures int  // in a row
+	overdue  bool // a heartbeat failed after the deadline
+	backoff  *backoff.ExponentialBackOff
 }
 
-// failed handles a failed registration step (create session, register) and
-// decides whether it is time to give up.
-func (k *Keeper) failed(op string, err error) error {
-	now := time.Now()
-	if k.failingSince.IsZero() {
-		k.failingSince = now
-	}
-	k.attempts++
-	err = fmt.Errorf("%s for service %q: %w", op, k.cfg.Service.ID, err)
-	switch {
-	case registry.IsPermanent(err) && k.cfg.AbortOnFailure:
-		return k.giveUp(err)
-	case k.cfg.Retries > 0 && k.attempts >= k.cfg.Retries:
-		return k.giveUp(fmt.Errorf("%d attempts in a row failed (--retries): %w", k.attempts, err))
-	case k.cfg.AbortOnFailure && now.Sub(k.failingSince) >= k.cfg.Session.TTL:
-		return k.giveUp(fmt.Errorf("no success within one heartbeat timeout (%s): %w", k.cfg.Session.TTL, err))
-	}
-	delay := k.retry.NextBackOff()
-	k.nextAttempt = now.Add(delay)
-	level := zap.WarnLevel
-	if registry.IsPermanent(err) {
-		level = zap.ErrorLevel
-	}
-	k.logger().Log(level, "registration failed; retrying", zap.Error(err),
-		zap.Int("attempt", k.attempts), zap.Duration("retry_in", delay.Round(time.Millisecond)))
-	return nil
+// succeeded schedules the next heartbeat well inside the timeout, with
+// jitter so that many wrappers started together do not heartbeat in
+// lockstep. Half the timeout leaves the other half for retries.
+func (b *beats) succeeded(now time.Time) {
+	half := b.ttl / 2
+	b.deadline = now.Add(b.ttl)
+	b.next = now.Add(half - time.Duration(rand.Int64N(int64(half/10)+1)))
+	b.failures, b.overdue = 0, false
+	b.backoff.Reset()
 }
 
-// succeeded ends a registration episode.
-func (k *Keeper) succeeded() {
-	k.attempts = 0
-	k.failingSince = time.Time{}
-	k.existsSince = time.Time{}
-	k.retry.Reset()
-}
-
-// giveUp ends the attempts. With AbortOnFailure Run returns the error;
-// without it the failure is logged and the child keeps running
-// unregistered.
-func (k *Keeper) giveUp(err error) error {
-	if k.cfg.AbortOnFailure {
-		return fmt.Errorf("%w: %w", ErrGaveUp, err)
-	}
-	k.logger().Error("giving up registration; the child keeps running unregistered", zap.Error(err))
-	k.stopped = true
-	return nil
-}
-
-// lost drops a session the registry no longer has and schedules a new one
-// at once.
-func (k *Keeper) lost(op string, err error) {
-	k.logger().Warn("session lost; creating a new session and registering again", zap.String("during", op), zap.Error(err))
-	k.setSession(nil)
-	k.registered = false
-	k.nextAttempt = time.Now()
-	k.emit(EventSessionLost)
-}
-
-// heartbeatInterval is well inside the timeout, with jitter so that many
-// wrappers started together do not heartbeat in lockstep. Half the timeout
-// leaves the other half for retries.
-func (k *Keeper) heartbeatInterval() time.Duration {
-	half := k.sess.TTL() / 2
-	return half - time.Duration(rand.Int64N(int64(half/10)+1))
-}
-
-// heartbeat extends the session. Failures are retried at once, then with
-// backoff within what is left of the timeout. When the timeout passes with
+// heartbeat extends the session. A failure is retried at once, then with
+// backoff up to the deadline. When the timeout passes with
 // the registry unreachable the session has probably expired, but it is not
 // given up: a registry that comes back may still hold it (sr-registry
 // restores sessions with a fresh timeout, etcd renews leases after an
 // election), and replacing it would remove the service for a moment. The
-// registry's answer decides: the session lives on, or it is reported lost
-// and a new one is made.
-func (k *Keeper) heartbeat(ctx context.Context) error {
-	now := time.Now()
-	budget := k.sess.TTL() / 2
-	if left := k.deadline.Sub(now); left > 0 && left < budget {
+// registry's answer decides: the session lives on, or it is lost.
+func (k *Keeper) heartbeat(ctx context.Context, sess registry.Session, b *beats) error {
+	budget := b.ttl / 2
+	if left := time.Until(b.deadline); left > 0 && left < budget {
 		budget = left
 	}
-	cctx, cancel := k.callContext(ctx, budget)
-	err := k.sess.Heartbeat(cctx)
+	cctx, cancel := callContext(ctx, budget)
+	err := sess.Heartbeat(cctx)
 	cancel()
-	now = time.Now()
+	now := time.Now()
 	switch {
 	case err == nil:
-		if k.hbFailures > 0 {
-			k.logger().Info("heartbeat recovered", zap.Int("failures", k.hbFailures), zap.Bool("after_timeout", k.overdue))
+		if b.failures > 0 {
+			k.logger().Info("heartbeat recovered", zap.Int("failures", b.failures), zap.Bool("after_timeout", b.overdue))
 		}
-		k.hbFailures = 0
-		k.overdue = false
-		k.hbRetry.Reset()
-		k.retry.Reset() // an outage's long backoff must not delay the next recovery
-		k.deadline = now.Add(k.sess.TTL())
-		k.nextHeartbeat = now.Add(k.heartbeatInterval())
+		b.succeeded(now)
 		return nil
 	case ctx.Err() != nil:
-		return nil
+		return ctx.Err()
 	case errors.Is(err, registry.ErrSessionLost):
-		k.lost("heartbeat", err)
-		return nil
+		return err
 	}
-	k.hbFailures++
-	if !now.Before(k.deadline) {
-		if !k.overdue {
-			k.overdue = true
+	b.failures++
+	left := b.deadline.Sub(now)
+	var delay time.Duration
+	switch {
+	case left > 0 && b.failures == 1:
+		// Often a connection the registry closed: retry at once.
+	case left > 0:
+		delay = min(b.backoff.NextBackOff(), left)
+	default:
+		if !b.overdue {
 			k.logger().Warn("no heartbeat got through within the session timeout; the session has probably expired, and will be replaced as soon as the registry says so",
-				zap.Int("failures", k.hbFailures), zap.Error(err))
+				zap.Int("failures", b.failures), zap.Error(err))
 		}
-		// A lost session is recovered within one more timeout, or never.
-		if k.cfg.AbortOnFailure && now.Sub(k.deadline) >= k.sess.TTL() {
-			return k.giveUp(fmt.Errorf("heartbeat session %s: no success for %s: %w",
-				k.sess.ID(), now.Sub(k.deadline.Add(-k.sess.TTL())).Round(time.Second), err))
+		b.overdue = true
+		delay = b.backoff.NextBackOff()
+		if k.cfg.AbortOnFailure {
+			// A lost session is recovered within one more timeout, or never.
+			giveUpAt := b.deadline.Add(b.ttl)
+			if !now.Before(giveUpAt) {
+				return fmt.Errorf("%w: heartbeat session %s: no success for %s: %w", ErrGaveUp, sess.ID(), 2*b.ttl, err)
+			}
+			delay = min(delay, giveUpAt.Sub(now))
 		}
-		k.nextHeartbeat = now.Add(k.retry.NextBackOff())
-		return nil
 	}
-	// A single failure is often a connection the registry closed: retry
-	// at once. Then back off, within what is left.
-	delay := time.Duration(0)
-	if k.hbFailures > 1 {
-		delay = min(k.hbRetry.NextBackOff(), k.deadline.Sub(now)/2)
-	}
-	k.nextHeartbeat = now.Add(delay)
-	k.logger().Warn("heartbeat failed; retrying", zap.Error(err), zap.Int("failures", k.hbFailures),
-		zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Duration("left", k.deadline.Sub(now).Round(time.Millisecond)))
-	return nil
-}
-
-// Close ends the session now, so that the service disappears at once
-// instead of after the timeout. Call it after Run has returned.
-func (k *Keeper) Close(ctx context.Context) error {
-	if k.sess == nil {
-		return nil
-	}
-	id := k.sess.ID()
-	err := k.sess.Close(ctx)
-	k.setSession(nil)
-	k.registered = false
-	if err != nil && !errors.Is(err, registry.ErrSessionLost) {
-		return fmt.Errorf("end session %s: %w", id, err)
+	b.next = now.Add(delay)
+	if left > 0 {
+		k.logger().Warn("heartbeat failed; retrying", zap.Error(err), zap.Int("failures", b.failures),
+			zap.Duration("retry_in", delay.Round(time.Millisecond)), zap.Duration("left", left.Round(time.Millisecond)))
 	}
 	return nil
 }
 
-func (k *Keeper) setSession(s registry.Session) {
-	k.sess = s
-	id := ""
-	if s != nil {
-		id = s.ID()
-	}
-	k.sessionID.Store(&id)
+// attempts is the run of failed registration attempts (creating the
+// session, registering the service) since the last success: it paces the
+// retries and decides when to give up.
+type attempts struct {
+	cfg       *Config
+	n         int
+	since     time.Time // first failure of the run
+	heldSince time.Time // first time the id was held by another session
+	backoff   *backoff.ExponentialBackOff
 }
 
-// SessionID is the current session's id, or "" without one. It is safe to
-// call from any goroutine.
-func (k *Keeper) SessionID() string {
-	if p := k.sessionID.Load(); p != nil {
-		return *p
+func (a *attempts) reset() {
+	a.n = 0
+	a.since, a.heldSince = time.Time{}, time.Time{}
+	a.backoff.Reset()
+}
+
+// failed counts a failed attempt at op and returns the delay before the
+// next one, or an error wrapping ErrGaveUp. An id held by another session
+// (typically the previous instance of this program, whose session has not
+// expired yet) is retried every second, for longer than any timeout.
+func (a *attempts) failed(log *zap.Logger, op string, err error) (time.Duration, error) {
+	now := time.Now()
+	held := errors.Is(err, registry.ErrServiceExists)
+	since, budget := &a.since, a.cfg.Session.TTL
+	if held {
+		since, budget = &a.heldSince, heldBudget
 	}
-	return ""
+	if since.IsZero() {
+		*since = now
+		if held {
+			log.Warn("service id is still held by another session, probably an earlier instance; retrying until that session expires", zap.Error(err))
+		}
+	}
+	a.n++
+	err = fmt.Errorf("%s for service %q: %w", op, a.cfg.Service.ID, err)
+	abort := a.cfg.AbortOnFailure
+	switch {
+	case abort && registry.IsPermanent(err):
+		return 0, fmt.Errorf("%w: %w", ErrGaveUp, err)
+	case a.cfg.Retries > 0 && a.n >= a.cfg.Retries:
+		return 0, fmt.Errorf("%w: %d attempts in a row failed (--retries): %w", ErrGaveUp, a.n, err)
+	case abort && held && now.Sub(*since) >= budget:
+		return 0, fmt.Errorf("%w: still held by another session after %s: %w", ErrGaveUp, budget, err)
+	case abort && now.Sub(*since) >= budget:
+		return 0, fmt.Errorf("%w: no success within one heartbeat timeout (%s): %w", ErrGaveUp, budget, err)
+	}
+	delay := a.backoff.NextBackOff()
+	if held {
+		delay = jitter(heldRetryInterval)
+	}
+	if abort {
+		delay = min(delay, since.Add(budget).Sub(now)) // the last try when the time is up
+	}
+	if !held {
+		level := zap.WarnLevel
+		if registry.IsPermanent(err) {
+			level = zap.ErrorLevel
+		}
+		log.Log(level, "registration failed; retrying", zap.Error(err),
+			zap.Int("attempt", a.n), zap.Duration("retry_in", delay.Round(time.Millisecond)))
+	}
+	return delay, nil
+}
+
+func callContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, max(budget, minCallTimeout))
 }
 
 func jitter(d time.Duration) time.Duration {

@@ -3,71 +3,78 @@ package heartbeat
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
+	"slices"
+	"strings"
 	"sync"
-	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
-// TestMain runs the parallel tests all at once unless -parallel says
-// otherwise: they wait on the Keeper's timers against a fake registry,
-// not on the CPU, and GOMAXPROCS at a time (the default) on a small
-// machine would run them almost one after the other.
-// TestMain lets the package's tests run side by side beyond GOMAXPROCS:
-// they spend their time waiting out real 3 s session timeouts, not on CPU.
-// An explicit -parallel still wins.
-func TestMain(m *testing.M) {
-	flag.Parse()
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set {
-		_ = flag.Set("test.parallel", "16")
-	}
-	os.Exit(m.Run())
-}
+// Every test runs in a synctest bubble, on a fake clock: timeouts pass at
+// once and the times measured are exact. The real clock, sr-registry and
+// etcd are for the end-to-end tests in cmd/sr-wrapper.
+
+const ttl = 3 * time.Second
 
 // scripted is a registry whose calls fail as a test script says, to drive
-// the Keeper through failures a real registry produces only rarely. End to
-// end behaviour against the real sr-registry is tested in cmd/sr-wrapper.
+// the Keeper through failures a real registry produces only rarely.
 type scripted struct {
-	mu       sync.Mutex
-	ttl      time.Duration
-	createFn func(n int) error // n counts CreateSession calls from 1
-	regFn    func(n int) error
-	hbFn     func(n int) error
-	creates  int
-	regs     int
-	hbs      int
-	deregs   int
-	closed   []string
-	holder   string // session holding the service, "" if none
-	events   chan string
+	mu sync.Mutex
+	// fail decides each call: what is "create", "register" or
+	// "heartbeat", n counts those calls from 1.
+	fail    func(what string, n int) error
+	hang    string        // a call that waits for release, whatever its context says
+	release chan struct{} // as the etcd client did while dialling
+	n       map[string]int
+	calls   []call // every call, in order
+	events  chan string
 }
 
-func (s *scripted) record(e string) {
+type call struct {
+	what string
+	at   time.Time
+}
+
+func newScripted() *scripted {
+	return &scripted{n: map[string]int{}, release: make(chan struct{}), events: make(chan string, 1000)}
+}
+
+// do records a call of what, for session id, or its failure.
+func (s *scripted) do(what, id string) error {
+	if what == s.hang {
+		<-s.release
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.n[what]++
+	e := what + " " + id
+	err := error(nil)
+	if s.fail != nil {
+		err = s.fail(what, s.n[what])
+	}
+	if err != nil {
+		e = what + "-failed"
+	}
+	s.calls = append(s.calls, call{e, time.Now()})
 	select {
 	case s.events <- e:
 	default:
 	}
+	return err
 }
 
 func (s *scripted) CreateSession(ctx context.Context, opts registry.SessionOptions) (registry.Session, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.creates++
-	if s.createFn != nil {
-		if err := s.createFn(s.creates); err != nil {
-			s.record("create-failed")
-			return nil, err
-		}
+	id := fmt.Sprintf("se%d", s.n["create"]+1)
+	s.mu.Unlock()
+	if err := s.do("create", id); err != nil {
+		return nil, err
 	}
-	id := fmt.Sprintf("se%d", s.creates)
-	s.record("create " + id)
 	return &scriptedSession{r: s, id: id}, nil
 }
 func (s *scripted) Close() error   { return nil }
@@ -79,65 +86,38 @@ type scriptedSession struct {
 }
 
 func (ss *scriptedSession) ID() string         { return ss.id }
-func (ss *scriptedSession) TTL() time.Duration { return ss.r.ttl }
+func (ss *scriptedSession) TTL() time.Duration { return ttl }
 func (ss *scriptedSession) Heartbeat(ctx context.Context) error {
-	s := ss.r
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.hbs++
-	if s.hbFn != nil {
-		if err := s.hbFn(s.hbs); err != nil {
-			s.record("heartbeat-failed")
-			return err
-		}
-	}
-	s.record("heartbeat " + ss.id)
-	return nil
+	return ss.r.do("heartbeat", ss.id)
 }
 func (ss *scriptedSession) Register(ctx context.Context, svc registry.Service) error {
-	s := ss.r
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.regs++
-	if s.regFn != nil {
-		if err := s.regFn(s.regs); err != nil {
-			s.record("register-failed")
-			return err
-		}
-	}
-	s.holder = ss.id
-	s.record("register " + ss.id)
-	return nil
+	return ss.r.do("register", ss.id)
 }
 func (ss *scriptedSession) Deregister(ctx context.Context, id string) error {
-	s := ss.r
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.deregs++
-	s.holder = ""
-	s.record("deregister " + ss.id)
-	return nil
+	return ss.r.do("deregister", ss.id)
 }
 func (ss *scriptedSession) Close(ctx context.Context) error {
-	s := ss.r
+	return ss.r.do("close", ss.id)
+}
+
+// at returns the times of the calls so far whose names start with prefix.
+func (s *scripted) at(prefix string) []time.Time {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.closed = append(s.closed, ss.id)
-	if s.holder == ss.id {
-		s.holder = ""
+	var at []time.Time
+	for _, c := range s.calls {
+		if strings.HasPrefix(c.what, prefix) {
+			at = append(at, c.at)
+		}
 	}
-	s.record("close " + ss.id)
-	return nil
+	return at
 }
 
-func newScripted(ttl time.Duration) *scripted {
-	return &scripted{ttl: ttl, events: make(chan string, 1000)}
-}
-
-// waitFor reads events until want arrives, failing after a deadline.
+// waitFor reads the registry's calls until want comes; the deadline is on
+// the fake clock.
 func waitFor(t *testing.T, s *scripted, want string) {
 	t.Helper()
-	deadline := time.After(20 * time.Second)
+	deadline := time.After(time.Minute)
 	for {
 		select {
 		case e := <-s.events:
@@ -145,195 +125,207 @@ func waitFor(t *testing.T, s *scripted, want string) {
 				return
 			}
 		case <-deadline:
-			t.Fatalf("event %q did not happen", want)
+			t.Fatalf("no %q within a minute", want)
 		}
 	}
 }
 
 var errDown = errors.New("connection refused")
 
+// only applies f to the calls of what, counted from 1; the others succeed.
+func only(what string, f func(n int) error) func(string, int) error {
+	return func(w string, n int) error {
+		if w != what {
+			return nil
+		}
+		return f(n)
+	}
+}
+
+// firstN fails the first n calls with err.
+func firstN(n int, err error) func(int) error {
+	return func(i int) error {
+		if i <= n {
+			return err
+		}
+		return nil
+	}
+}
+
 func permanent(msg string) error { return fmt.Errorf("%s: %w", msg, registry.ErrPermanent) }
 
-func runKeeper(t *testing.T, cfg Config) (k *Keeper, done <-chan error, cancel func()) {
+// start starts a Keeper, which the end of the test closes, and passes its
+// events on to the channel it returns.
+func start(t *testing.T, cfg Config) (*Keeper, <-chan Event) {
 	t.Helper()
-	ctx, stop := context.WithCancel(context.Background())
-	k = New(cfg)
-	ch := make(chan error, 1)
-	finished := make(chan struct{})
-	go func() { ch <- k.Run(ctx); close(finished) }()
-	t.Cleanup(func() {
-		stop()
-		select {
-		case <-finished:
-		case <-time.After(10 * time.Second):
-			t.Error("Run did not return after cancel")
+	cfg.Service.ID, cfg.Session.TTL = "web1", ttl
+	k := New(cfg)
+	k.Start()
+	events, stop := make(chan Event, 100), make(chan struct{})
+	go func() {
+		for {
+			select {
+			case e := <-k.Events():
+				events <- e
+			case <-stop:
+				return
+			}
 		}
+	}()
+	t.Cleanup(func() {
+		if err := k.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		close(stop)
 	})
-	return k, ch, stop
+	return k, events
+}
+
+// kinds returns the kinds of the events so far.
+func kinds(events <-chan Event) []EventKind {
+	synctest.Wait()
+	var ks []EventKind
+	for {
+		select {
+		case e := <-events:
+			ks = append(ks, e.Kind)
+		default:
+			return ks
+		}
+	}
 }
 
 func TestRegistersAfterTransientFailures(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	s.createFn = func(n int) error {
-		if n <= 3 {
-			return errDown
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("create", firstN(3, errDown))
+		begin := time.Now()
+		start(t, Config{Registry: s})
+		waitFor(t, s, "register se4")
+		// Backoff from 100–300 ms, doubling: well within one timeout.
+		if took := time.Since(begin); took < 700*time.Millisecond || took > ttl {
+			t.Errorf("registered after %s of three failures, want 0.7s..%s", took, ttl)
 		}
-		return nil
-	}
-	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
-	waitFor(t, s, "register se4")
+	})
 }
 
-// eventsOf returns an OnEvent that passes the Keeper's events on, and the
-// channel they come out of.
-func eventsOf() (func(Event), <-chan Event) {
-	ch := make(chan Event, 100)
-	return func(e Event) {
-		select {
-		case ch <- e:
-		default: // OnEvent must not block; a test never needs this many
+func TestHeartbeatsComeEveryHalfTimeout(t *testing.T) {
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		start(t, Config{Registry: s})
+		for range 5 {
+			waitFor(t, s, "heartbeat se1")
 		}
-	}, ch
-}
-
-// nextEvents reads n events, failing after a deadline.
-func nextEvents(t *testing.T, ch <-chan Event, n int) []Event {
-	t.Helper()
-	deadline := time.After(20 * time.Second)
-	var got []Event
-	for len(got) < n {
-		select {
-		case e := <-ch:
-			got = append(got, e)
-		case <-deadline:
-			t.Fatalf("events %v, want %d", got, n)
+		at := append(s.at("create se1"), s.at("heartbeat se1")...)
+		for i := 1; i < len(at); i++ {
+			if gap := at[i].Sub(at[i-1]); gap < ttl*45/100 || gap > ttl/2 {
+				t.Errorf("heartbeat %d came %s after the one before, want 45%%..50%% of the %s timeout", i, gap, ttl)
+			}
 		}
-	}
-	return got
+	})
 }
 
 func TestRecoversLostSession(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	s.hbFn = func(n int) error {
-		if n == 1 {
-			return fmt.Errorf("heartbeat: 404: %w", registry.ErrSessionLost)
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("heartbeat", firstN(1, fmt.Errorf("heartbeat: 404: %w", registry.ErrSessionLost)))
+		_, events := start(t, Config{Registry: s})
+		waitFor(t, s, "register se2")
+		synctest.Wait()
+		if got, want := kinds(events), []EventKind{Registered, SessionLost, Registered}; !slices.Equal(got, want) {
+			t.Fatalf("events %v, want %v", got, want)
 		}
-		return nil
-	}
-	onEvent, events := eventsOf()
-	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second},
-		OnEvent: onEvent})
-	got := nextEvents(t, events, 3)
-	want := []Event{EventRegistered, EventSessionLost, EventRegistered}
-	if fmt.Sprint(got) != fmt.Sprint(want) {
-		t.Fatalf("events = %v, want %v", got, want)
-	}
-	waitFor(t, s, "register se2")
+	})
 }
 
 func TestHeartbeatRetriesAtOnceThenKeepsSession(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	var failedAt []time.Time // under s.mu, as hbFn runs
-	s.hbFn = func(n int) error {
-		if n == 1 || n == 2 {
-			failedAt = append(failedAt, time.Now())
-			return errDown
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("heartbeat", firstN(2, errDown))
+		start(t, Config{Registry: s})
+		waitFor(t, s, "heartbeat se1")
+		failed := s.at("heartbeat-failed")
+		if gap := failed[1].Sub(failed[0]); gap != 0 {
+			t.Errorf("the first failed heartbeat was retried after %s, want at once", gap)
 		}
-		return nil
-	}
-	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
-	waitFor(t, s, "heartbeat se1")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.creates != 1 {
-		t.Fatalf("a heartbeat that recovered within the timeout made %d sessions, want 1", s.creates)
-	}
-	// Generous for -race on a loaded machine; a backoff would be 100 ms
-	// at the least.
-	if gap := failedAt[1].Sub(failedAt[0]); gap > 200*time.Millisecond {
-		t.Errorf("the first failed heartbeat was retried after %s, want at once", gap)
-	}
+		if ok := s.at("heartbeat se1")[0]; ok.Sub(failed[1]) < 100*time.Millisecond {
+			t.Errorf("the second failure was retried after %s, want a backoff", ok.Sub(failed[1]))
+		}
+		if n := len(s.at("create")); n != 1 {
+			t.Fatalf("a heartbeat that recovered within the timeout made %d sessions, want 1", n)
+		}
+	})
 }
 
-func TestSessionThatSurvivedAnOutageIsKept(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	start := time.Now()
-	s.hbFn = func(n int) error {
-		if time.Since(start) < 5*time.Second { // longer than the timeout
-			return errDown
-		}
-		return nil
+// After an outage longer than the session's timeout, the registry's
+// answer decides: a session it still holds is kept, one it lost replaced.
+func TestAfterAnOutageTheRegistryDecides(t *testing.T) {
+	for _, tt := range []struct {
+		answer   error
+		sessions int    // created
+		in       string // the session registered in last
+	}{
+		{nil, 1, "se1"},
+		{fmt.Errorf("404: %w", registry.ErrSessionLost), 2, "se2"},
+	} {
+		t.Run(fmt.Sprint(tt.answer), func(t *testing.T) {
+			testsupport.Synctest(t, func(t *testing.T) {
+				s := newScripted()
+				begin := time.Now()
+				s.fail = only("heartbeat", func(int) error {
+					if time.Since(begin) < 5*time.Second {
+						return errDown
+					}
+					return tt.answer
+				})
+				start(t, Config{Registry: s})
+				time.Sleep(6 * time.Second)
+				if n, closed, reg := len(s.at("create")), len(s.at("close")), len(s.at("register "+tt.in)); n != tt.sessions || closed != 0 || reg != 1 {
+					t.Fatalf("after the outage: %d sessions, %d closed, registered %d times in %s; want %d, 0, 1",
+						n, closed, reg, tt.in, tt.sessions)
+				}
+			})
+		})
 	}
-	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
-	waitFor(t, s, "register se1")
-	waitFor(t, s, "heartbeat se1")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.creates != 1 || len(s.closed) != 0 {
-		t.Fatalf("after the registry came back holding the session: %d sessions created, %v closed; want 1 and none",
-			s.creates, s.closed)
-	}
-}
-
-func TestSessionLostAfterAnOutageIsReplaced(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	start := time.Now()
-	s.hbFn = func(n int) error {
-		switch {
-		case time.Since(start) < 4*time.Second:
-			return errDown
-		case n < 100:
-			return fmt.Errorf("404: %w", registry.ErrSessionLost)
-		}
-		return nil
-	}
-	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
-	waitFor(t, s, "register se1")
-	waitFor(t, s, "register se2")
 }
 
 func TestAbortGivesUpWhenHeartbeatsFailForTwoTimeouts(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	s.hbFn = func(n int) error { return errDown }
-	_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"},
-		Session: registry.SessionOptions{TTL: 3 * time.Second}, AbortOnFailure: true})
-	waitFor(t, s, "register se1")
-	registered := time.Now()
-	select {
-	case err := <-done:
-		if !errors.Is(err, ErrGaveUp) {
-			t.Fatalf("Run = %v, want ErrGaveUp", err)
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("heartbeat", func(int) error { return errDown })
+		_, events := start(t, Config{Registry: s, AbortOnFailure: true})
+		waitFor(t, s, "register se1")
+		registered := time.Now()
+		if e := <-events; e.Kind != Registered {
+			t.Fatalf("event %v, want registered", e)
 		}
-		if took := time.Since(registered); took < 6*time.Second {
-			t.Fatalf("gave up after %s, before the session timeout plus one timeout of recovery (6s)", took)
+		if e := <-events; e.Kind != GaveUp || !errors.Is(e.Err, ErrGaveUp) {
+			t.Fatalf("event %v, want GaveUp with ErrGaveUp", e)
 		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Run did not give up")
-	}
+		// The session's timeout, then one more of trying to recover.
+		if took := time.Since(registered); took != 2*ttl {
+			t.Fatalf("gave up %s after the session was made, want 2 timeouts (%s)", took, 2*ttl)
+		}
+	})
 }
 
-func TestServiceExistsRetriesUntilFree(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	s.regFn = func(n int) error {
-		if n <= 2 {
-			return fmt.Errorf("400 serviceWithThisIdExists: %w", registry.ErrServiceExists)
+func TestServiceHeldByAnotherSessionIsRetriedEverySecondUntilFree(t *testing.T) {
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("register", firstN(5, fmt.Errorf("400 serviceWithThisIdExists: %w", registry.ErrServiceExists)))
+		_, events := start(t, Config{Registry: s, AbortOnFailure: true})
+		waitFor(t, s, "register se1")
+		failed := s.at("register-failed")
+		for i := 1; i < len(failed); i++ {
+			if gap := failed[i].Sub(failed[i-1]); gap < 500*time.Millisecond || gap > 1500*time.Millisecond {
+				t.Errorf("retry %d after %s, want about a second", i, gap)
+			}
 		}
-		return nil
-	}
-	_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, AbortOnFailure: true})
-	waitFor(t, s, "register se1")
-	select {
-	case err := <-done:
-		t.Fatalf("Run returned %v", err)
-	default:
-	}
+		synctest.Wait()
+		if got := kinds(events); !slices.Equal(got, []EventKind{Registered}) {
+			t.Fatalf("events %v, want only registered", got)
+		}
+	})
 }
 
 // Each rule of giving up with AbortOnFailure, told apart by the attempts
@@ -341,137 +333,149 @@ func TestServiceExistsRetriesUntilFree(t *testing.T) {
 // Retries after that many, and transient errors only after a whole
 // session timeout of trying.
 func TestGivingUp(t *testing.T) {
-	t.Parallel()
-	const ttl = 3 * time.Second
 	tests := []struct {
 		name        string
 		retries     int
-		createFn    func(int) error
-		wantCreates int  // 0: as many as fit in the timeout
-		wantTimeout bool // gave up only after ttl of trying
+		call        string // that fails
+		fail        func(int) error
+		wantCalls   int           // CreateSession or Register calls; 0: not checked
+		wantAfter   time.Duration // gave up exactly then
+		wantInError string
 	}{
-		{name: "permanent error", createFn: func(int) error { return permanent("403 forbiddenError") }, wantCreates: 1},
-		{name: "retries used up", retries: 3, createFn: func(int) error { return errDown }, wantCreates: 3},
-		{name: "one timeout without success", createFn: func(int) error { return errDown }, wantTimeout: true},
+		{name: "permanent error", call: "create", fail: func(int) error { return permanent("403 forbiddenError") },
+			wantCalls: 1, wantInError: "403 forbiddenError"},
+		{name: "retries used up", retries: 3, call: "create", fail: func(int) error { return errDown },
+			wantCalls: 3, wantAfter: -1, wantInError: "3 attempts in a row failed (--retries)"},
+		{name: "one timeout without success", call: "create", fail: func(int) error { return errDown },
+			wantAfter: ttl, wantInError: "no success within one heartbeat timeout"},
+		{name: "register fails for one timeout", call: "register", fail: func(int) error { return errDown },
+			wantAfter: ttl, wantInError: "register service"},
+		{name: "id held for longer than any timeout", call: "register", fail: func(int) error { return registry.ErrServiceExists },
+			wantAfter: heldBudget, wantInError: "still held by another session"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			s := newScripted(ttl)
-			s.createFn = tt.createFn
-			start := time.Now()
-			_, done, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"},
-				Session: registry.SessionOptions{TTL: ttl}, AbortOnFailure: true, Retries: tt.retries})
-			select {
-			case err := <-done:
-				if !errors.Is(err, ErrGaveUp) {
-					t.Fatalf("Run = %v, want ErrGaveUp", err)
+			testsupport.Synctest(t, func(t *testing.T) {
+				s := newScripted()
+				s.fail = only(tt.call, tt.fail)
+				begin := time.Now()
+				_, events := start(t, Config{Registry: s, AbortOnFailure: true, Retries: tt.retries})
+				e := <-events
+				took := time.Since(begin)
+				if e.Kind != GaveUp || !errors.Is(e.Err, ErrGaveUp) || !strings.Contains(e.Err.Error(), tt.wantInError) {
+					t.Fatalf("event %v, want GaveUp with ErrGaveUp and %q", e, tt.wantInError)
 				}
-			case <-time.After(20 * time.Second):
-				t.Fatal("Run did not give up")
-			}
-			took := time.Since(start)
-			s.mu.Lock()
-			creates := s.creates
-			s.mu.Unlock()
-			switch {
-			case tt.wantTimeout && took < ttl:
-				t.Errorf("gave up after %s and %d attempts, before one session timeout (%s) of trying", took, creates, ttl)
-			case !tt.wantTimeout && took >= ttl:
-				t.Errorf("gave up after %s, not before the session timeout (%s)", took, ttl)
-			}
-			if tt.wantCreates != 0 && creates != tt.wantCreates {
-				t.Errorf("gave up after %d attempts, want %d", creates, tt.wantCreates)
-			}
+				switch {
+				case tt.wantAfter < 0 && took >= ttl:
+					t.Errorf("gave up after %s, want before one timeout (%s)", took, ttl)
+				case tt.wantAfter >= 0 && took != tt.wantAfter:
+					t.Errorf("gave up after %s, want %s", took, tt.wantAfter)
+				}
+				s.mu.Lock()
+				calls := s.n[tt.call]
+				s.mu.Unlock()
+				if tt.wantCalls != 0 && calls != tt.wantCalls {
+					t.Errorf("gave up after %d attempts, want %d", calls, tt.wantCalls)
+				}
+			})
 		})
 	}
 }
 
 func TestWithoutAbortNeverGivesUpOnPermanentErrors(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	s.createFn = func(n int) error {
-		if n <= 3 {
-			return permanent("400 limitReached")
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("create", firstN(10, permanent("400 limitReached")))
+		start(t, Config{Registry: s})
+		waitFor(t, s, "register se11")
+	})
+}
+
+func TestRetriesWithoutAbortStopsTryingAndReportsNothing(t *testing.T) {
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		s.fail = only("create", func(int) error { return errDown })
+		_, events := start(t, Config{Registry: s, Retries: 2})
+		time.Sleep(time.Hour)
+		if n := len(s.at("create-failed")); n != 2 {
+			t.Errorf("%d attempts in an hour with --retries 2, want 2", n)
 		}
-		return nil
-	}
-	runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
-	waitFor(t, s, "register se4")
-}
-
-func TestRetriesWithoutAbortStopsTryingButRunKeepsGoing(t *testing.T) {
-	s := newScripted(3 * time.Second)
-	s.createFn = func(int) error { return errDown }
-	_, done, cancel := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, Retries: 2})
-	waitFor(t, s, "create-failed")
-	waitFor(t, s, "create-failed")
-	cpuBefore := processCPU(t)
-	// The quiet period is the behaviour under test: longer than the
-	// largest backoff step so far, nothing may happen in it.
-	quiet := 1500 * time.Millisecond
-	select {
-	case err := <-done:
-		t.Fatalf("Run returned %v before cancel", err)
-	case e := <-s.events:
-		t.Fatalf("unexpected %q after giving up", e)
-	case <-time.After(quiet):
-	}
-	// A Keeper that gave up must sleep, not spin: a busy loop would burn
-	// a whole CPU for the quiet period.
-	if used := processCPU(t) - cpuBefore; used > quiet/3 {
-		t.Errorf("the test process used %s of CPU in %s after the Keeper gave up: Run is spinning", used, quiet)
-	}
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run = %v after cancel, want nil", err)
-	}
-}
-
-// processCPU is the CPU time this process has used so far.
-func processCPU(t *testing.T) time.Duration {
-	t.Helper()
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		t.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		if got := kinds(events); len(got) != 0 {
+			t.Errorf("events %v without --abort-on-failure, want none", got)
+		}
+	})
 }
 
 func TestHealthAddsAndRemovesServiceKeepingSession(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	k, _, _ := runKeeper(t, Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}, StartUnhealthy: true})
-	waitFor(t, s, "create se1")
-	k.SetHealthy(true)
-	waitFor(t, s, "register se1")
-	k.SetHealthy(false)
-	waitFor(t, s, "deregister se1")
-	k.SetHealthy(true)
-	waitFor(t, s, "register se1")
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.creates != 1 {
-		t.Fatalf("health changes made %d sessions, want 1", s.creates)
-	}
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		k, events := start(t, Config{Registry: s, StartUnhealthy: true})
+		waitFor(t, s, "create se1")
+		time.Sleep(time.Minute) // heartbeats, and nothing else
+		if n := len(s.at("register se1")); n != 0 {
+			t.Fatalf("registered %d times while unhealthy", n)
+		}
+		k.SetHealthy(true)
+		waitFor(t, s, "register se1")
+		k.SetHealthy(false)
+		waitFor(t, s, "deregister se1")
+		k.SetHealthy(true)
+		waitFor(t, s, "register se1")
+		synctest.Wait()
+		if got, want := kinds(events), []EventKind{Registered, Deregistered, Registered}; !slices.Equal(got, want) {
+			t.Errorf("events %v, want %v", got, want)
+		}
+		if n := len(s.at("create")); n != 1 {
+			t.Fatalf("health changes made %d sessions, want 1", n)
+		}
+	})
 }
 
 func TestCloseEndsSession(t *testing.T) {
-	t.Parallel()
-	s := newScripted(3 * time.Second)
-	ctx, cancel := context.WithCancel(context.Background())
-	k := New(Config{Registry: s, Service: registry.Service{ID: "web1"}, Session: registry.SessionOptions{TTL: 3 * time.Second}})
-	done := make(chan error, 1)
-	go func() { done <- k.Run(ctx) }()
-	waitFor(t, s, "register se1")
-	cancel()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	if err := k.Close(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if s.holder != "" {
-		t.Fatalf("service still held by %s after Close", s.holder)
+	testsupport.Synctest(t, func(t *testing.T) {
+		s := newScripted()
+		k, _ := start(t, Config{Registry: s})
+		waitFor(t, s, "register se1")
+		if err := k.Close(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := len(s.at("close se1")); n != 1 {
+			t.Fatalf("se1 closed %d times by Close, want 1", n)
+		}
+		if id := k.SessionID(); id != "" {
+			t.Errorf("SessionID = %q after Close", id)
+		}
+	})
+}
+
+// Close is bounded by its context even when a call of the Keeper's
+// ignores its own, and still ends a session it has.
+func TestCloseIsBoundedWhenACallHangs(t *testing.T) {
+	for _, hang := range []string{"create", "heartbeat"} {
+		t.Run(hang, func(t *testing.T) {
+			testsupport.Synctest(t, func(t *testing.T) {
+				s := newScripted()
+				s.hang = hang
+				k, _ := start(t, Config{Registry: s})
+				if hang == "heartbeat" {
+					waitFor(t, s, "register se1")
+				}
+				time.Sleep(ttl) // in the hanging call by now
+				ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				defer cancel()
+				begin := time.Now()
+				err := k.Close(ctx)
+				if took := time.Since(begin); took > time.Second {
+					t.Errorf("Close took %s with a 1s context", took)
+				}
+				if !errors.Is(err, context.DeadlineExceeded) {
+					t.Errorf("Close = %v, want it to say the Keeper did not stop in time", err)
+				}
+				if n := len(s.at("close se1")); hang == "heartbeat" && n != 1 {
+					t.Errorf("se1 closed %d times, want once although a heartbeat hangs", n)
+				}
+				close(s.release)
+			})
+		})
 	}
 }

@@ -2,6 +2,7 @@ package packaging_test
 
 import (
 	"context"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 	"os/exec"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestMakeDemo(t *testing.T) {
 		t.Skip("builds the binaries and runs the whole demo")
 	}
 	if _, err := exec.LookPath("make"); err != nil {
-		t.Skip("make is not installed")
+		testsupport.SkipUnsupported(t, "make is not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -27,10 +28,11 @@ func TestMakeDemo(t *testing.T) {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"demo-web  ",               // listed by srctl while it runs
-		"service.join",             // seen by srctl events follow
-		"sr-wrapper exited with 3", // the crashing child's code
-		"services.timeout",         // the killed wrapper's session expired
+		"Dashboard: http://127.0.0.1:", // where to watch it in a browser
+		"demo-web  ",                   // listed by srctl while it runs
+		"service.join",                 // seen by srctl events follow
+		"sr-wrapper exited with 3",     // the crashing child's code
+		"services.timeout",             // the killed wrapper's session expired
 		"== Done",
 	} {
 		if !strings.Contains(string(out), want) {

@@ -19,6 +19,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/linetest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // Bounds of the waits. Generous: they only matter when something is
@@ -105,7 +106,7 @@ func hostMachine(t *testing.T) elf.Machine {
 	case "arm64":
 		return elf.EM_AARCH64
 	}
-	t.Skipf("the packaging tests know the ELF machine of amd64 and arm64 only, not %s", runtime.GOARCH)
+	testsupport.SkipUnsupported(t, "the packaging tests know the ELF machine of amd64 and arm64 only, not %s", runtime.GOARCH)
 	return 0
 }
 
@@ -191,23 +192,6 @@ func logEntry(s string) map[string]any {
 	return e
 }
 
-// waitUntil polls cond until it returns nil, and fails the test with its
-// last error after timeout.
-func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s: %v", what, timeout, err)
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-}
-
 // registryClient is a client of reg with the credentials of the wrapped
 // runs, so it sees their tenant.
 func registryClient(t *testing.T, reg *registrytest.Registry) *srapi.Client {
@@ -221,7 +205,7 @@ func registryClient(t *testing.T, reg *registrytest.Registry) *srapi.Client {
 func waitRegistered(t *testing.T, c *srapi.Client, id string, accept func(*api.Service) error) *api.Service {
 	t.Helper()
 	var svc *api.Service
-	waitUntil(t, startWait, "service "+id+" registered", func() error {
+	testsupport.Eventually(t, startWait, "service "+id+" registered", func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), eventWait)
 		defer cancel()
 		s, err := c.GetService(ctx, id)

@@ -20,6 +20,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/linetest"
 	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // TestStaticWrapperAsPID1InEmptyRoot proves what the Dockerfile's image
@@ -96,7 +97,7 @@ func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 				line, err, run.stdout, run.stderr)
 		}
 		orphans := run.orphans(t)
-		waitUntil(t, eventWait, "the orphans are zombies under a non-reaping PID 1", func() error {
+		testsupport.Eventually(t, eventWait, "the orphans are zombies under a non-reaping PID 1", func() error {
 			procs, err := nsProcesses(run.procDir())
 			if err != nil {
 				return err
@@ -146,7 +147,7 @@ func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 		// (b) The orphans existed (fakeproc printed their pids), were
 		// re-parented to the wrapper, and are gone: not a zombie is left.
 		orphans := run.orphans(t)
-		waitUntil(t, eventWait, "no zombie left in the namespace", func() error {
+		testsupport.Eventually(t, eventWait, "no zombie left in the namespace", func() error {
 			procs, err := nsProcesses(run.procDir())
 			if err != nil {
 				return err
@@ -328,19 +329,19 @@ type namespaces struct {
 func requireNamespaces(t *testing.T) namespaces {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create PID and mount namespaces (unshare --pid --mount); CI runs as root")
+		testsupport.SkipUnsupported(t, "needs root to create PID and mount namespaces (unshare --pid --mount); CI runs as root")
 	}
 	var ns namespaces
 	var err error
 	if ns.unshare, err = exec.LookPath("unshare"); err != nil {
-		t.Skip("needs util-linux's unshare (scripts/test-deps.sh installs it): ", err)
+		testsupport.SkipUnsupported(t, "needs util-linux's unshare (scripts/test-deps.sh installs it): %v", err)
 	}
 	if ns.chroot, err = exec.LookPath("chroot"); err != nil {
-		t.Skip("needs coreutils' chroot: ", err)
+		testsupport.SkipUnsupported(t, "needs coreutils' chroot: %v", err)
 	}
 	probe := exec.Command(ns.unshare, "--pid", "--fork", "--mount", "--mount-proc="+t.TempDir(), "true")
 	if out, err := probe.CombinedOutput(); err != nil {
-		t.Skipf("cannot create PID and mount namespaces or mount /proc here (a container without CAP_SYS_ADMIN?): unshare: %v: %s", err, out)
+		testsupport.SkipUnsupported(t, "cannot create PID and mount namespaces or mount /proc here (a container without CAP_SYS_ADMIN?): unshare: %v: %s", err, out)
 	}
 	return ns
 }
@@ -410,7 +411,7 @@ func (ns namespaces) start(t *testing.T, newRoot string, mountProc bool, env []s
 		}
 	})
 
-	waitUntil(t, startWait, "unshare's child (the namespace's PID 1)", func() error {
+	testsupport.Eventually(t, startWait, "unshare's child (the namespace's PID 1)", func() error {
 		pid, err := childOf(cmd.Process.Pid)
 		run.pid1 = pid
 		return err

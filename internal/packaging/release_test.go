@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"debug/elf"
 	"encoding/hex"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 	"maps"
 	"os"
 	"os/exec"
@@ -31,7 +32,7 @@ func TestReleaseBuildsStaticBinariesWithVersion(t *testing.T) {
 	}
 	makeBin, err := exec.LookPath("make")
 	if err != nil {
-		t.Skip("needs make: ", err)
+		testsupport.SkipUnsupported(t, "needs make: %v", err)
 	}
 	root := moduleRoot(t)
 	dist := t.TempDir()
@@ -81,7 +82,7 @@ func TestReleaseBuildsStaticBinariesWithVersion(t *testing.T) {
 	checkSums(t, dist, want)
 
 	if _, ok := machines[runtime.GOARCH]; !ok {
-		t.Skipf("cannot run the release binaries on %s to check --version", runtime.GOARCH)
+		testsupport.SkipUnsupported(t, "cannot run the release binaries on %s to check --version", runtime.GOARCH)
 	}
 	// "v9.9.9-test (commit abc1234, built 2026-01-02T03:04:05Z)", in
 	// whatever words; the three values are what matters.

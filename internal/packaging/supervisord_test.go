@@ -19,6 +19,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const supervisordExample = "packaging/supervisord/sr-wrapper-web.conf"
@@ -164,10 +165,10 @@ func requireSupervisord(t *testing.T) supervisor {
 	var sv supervisor
 	var err error
 	if sv.supervisord, err = exec.LookPath("supervisord"); err != nil {
-		t.Skip("needs supervisord (Debian's supervisor package; scripts/test-deps.sh installs it as root): ", err)
+		testsupport.SkipUnsupported(t, "needs supervisord (Debian's supervisor package; scripts/test-deps.sh installs it as root): %v", err)
 	}
 	if sv.supervisorctl, err = exec.LookPath("supervisorctl"); err != nil {
-		t.Skip("needs supervisorctl (Debian's supervisor package): ", err)
+		testsupport.SkipUnsupported(t, "needs supervisorctl (Debian's supervisor package): %v", err)
 	}
 	return sv
 }
@@ -314,7 +315,7 @@ func (r *svRun) ctl(args ...string) (string, error) {
 // waitStatus waits until supervisorctl reports the program in state.
 func (r *svRun) waitStatus(t *testing.T, state string) {
 	t.Helper()
-	waitUntil(t, startWait, "supervisorctl status web: "+state, func() error {
+	testsupport.Eventually(t, startWait, "supervisorctl status web: "+state, func() error {
 		// status exits non-zero for a program that is not running.
 		out, _ := r.ctl("status", "web")
 		if f := strings.Fields(out); len(f) >= 2 && f[0] == "web" && f[1] == state {
@@ -339,7 +340,7 @@ func (r *svRun) waitProgramLog(t *testing.T, what string, lines ...string) {
 
 func waitFileLines(t *testing.T, path, what string, lines ...string) {
 	t.Helper()
-	waitUntil(t, startWait, what, func() error {
+	testsupport.Eventually(t, startWait, what, func() error {
 		b, err := os.ReadFile(path)
 		if err != nil {
 			return err
@@ -362,7 +363,7 @@ var readyLine = regexp.MustCompile(`(?m)^ready pid=(\d+)$`)
 func (r *svRun) childPID(t *testing.T) int {
 	t.Helper()
 	var pid int
-	waitUntil(t, startWait, "the child's ready line", func() error {
+	testsupport.Eventually(t, startWait, "the child's ready line", func() error {
 		b, err := os.ReadFile(r.programLog)
 		if err != nil {
 			return err

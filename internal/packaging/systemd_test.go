@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -115,7 +116,7 @@ func TestSystemdExampleUnit(t *testing.T) {
 	if len(reload) != 3 || filepath.Base(reload[0]) != "kill" || reload[1] != "-HUP" || reload[2] != "$MAINPID" {
 		t.Errorf("ExecReload=%q, want kill -HUP $MAINPID", reload)
 	}
-	if !signals.IsForwarded(syscall.SIGHUP) {
+	if !slices.Contains(signals.Forwarded(), os.Signal(syscall.SIGHUP)) {
 		t.Error("the wrapper does not forward SIGHUP: ExecReload would not reach the program")
 	}
 

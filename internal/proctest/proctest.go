@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // Stat reads the state letter (R, S, T, Z...) and the parent of pid from
@@ -73,15 +75,14 @@ func childrenWhere(ppid int, match func(state byte) bool) []int {
 // zombie that its parent has still to reap. It fails the test otherwise.
 func WaitDead(t testing.TB, limit time.Duration, pids ...int) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for _, pid := range pids {
-		for state, _, ok := Stat(pid); ok && state != 'Z'; state, _, ok = Stat(pid) {
-			if time.Now().After(deadline) {
-				t.Fatalf("process %d still alive after %s (state %c)", pid, limit, state)
+	testsupport.Eventually(t, limit, "processes dead", func() error {
+		for _, pid := range pids {
+			if state, _, ok := Stat(pid); ok && state != 'Z' {
+				return fmt.Errorf("process %d still alive (state %c)", pid, state)
 			}
-			time.Sleep(5 * time.Millisecond)
 		}
-	}
+		return nil
+	})
 }
 
 // HelperCommand runs this test binary again, with no test selected and

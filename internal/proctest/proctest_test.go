@@ -1,6 +1,7 @@
 package proctest
 
 import (
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,7 +16,7 @@ import (
 func TestStatChildrenZombiesWithAStrangeCommandName(t *testing.T) {
 	sleep, err := exec.LookPath("sleep")
 	if err != nil {
-		t.Skip("no sleep(1)")
+		testsupport.SkipUnsupported(t, "no sleep(1)")
 	}
 	strange := filepath.Join(t.TempDir(), "a) R 1 (b")
 	if err := os.Symlink(sleep, strange); err != nil {

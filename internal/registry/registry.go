@@ -68,8 +68,9 @@ type Registry interface {
 	String() string
 }
 
-// Session is one live session in a registry. Its methods are safe to call
-// from one goroutine at a time; the heartbeat loop owns it.
+// Session is one live session in a registry. Its methods are safe for
+// concurrent use: the heartbeat loop calls them, and Close may end the
+// session while one of its calls is still in flight.
 type Session interface {
 	// ID is the registry's id of the session.
 	ID() string

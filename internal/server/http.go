@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/dashboard"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
@@ -82,6 +83,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.health(c, path == "/readyz")
+	case dashboard.Owns(path):
+		dashboard.Handler{}.ServeHTTP(w, r)
 	default:
 		c.notFoundPath()
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const oldClientsDir = "../../testdata/oldclients"
@@ -50,7 +51,7 @@ func needCommand(t *testing.T, name, why string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		t.Skipf("%s not found (%s); scripts/test-deps.sh installs it when run as root", name, why)
+		testsupport.SkipUnsupported(t, "%s not found (%s); scripts/test-deps.sh installs it when run as root", name, why)
 	}
 	return p
 }

@@ -13,7 +13,6 @@ package signals
 import (
 	"os"
 	"os/signal"
-	"slices"
 	"syscall"
 )
 
@@ -94,61 +93,76 @@ func realtime() []os.Signal {
 	return rt
 }
 
-// IsForwarded reports whether sig is one of Forwarded.
-func IsForwarded(sig os.Signal) bool {
-	return slices.Contains(Forwarded(), sig)
+// IsStop reports whether sig asks a process to end: TERM, INT or QUIT.
+// Subscribe delivers these on a channel of their own.
+func IsStop(sig os.Signal) bool {
+	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
 }
 
 // Subscription delivers the forwarded signals that reach the process.
 type Subscription struct {
-	ch   chan os.Signal
-	sink chan os.Signal
+	stops  chan os.Signal
+	others chan os.Signal
+	sink   chan os.Signal
 }
 
 // Subscribe starts delivering the standard forwarded signals (every
-// Forwarded signal below the real-time range) to C, and only those, so
-// that each one received can be passed on as it is. It also catches
-// SIGPIPE and drops it (see Forwarded), which replaces Go's default of
-// dying when a write to stdout or stderr hits a closed pipe with an EPIPE
-// error.
+// Forwarded signal below the real-time range), and only those, so that
+// each one received can be passed on as it is: TERM, INT and QUIT on
+// Stops, the others on Others. It also catches SIGPIPE and drops it (see
+// Forwarded), which replaces Go's default of dying when a write to stdout
+// or stderr hits a closed pipe with an EPIPE error.
+//
+// os/signal never blocks: a signal that finds its channel full is
+// dropped. A burst of one signal (WINCH while a terminal is resized) can
+// fill a channel, which is why the stop signals have one of their own
+// that nothing else can fill.
 //
 // The real-time signals come with AddRealtime, separately, because
 // os/signal enables each signal with a round trip to the runtime's
 // signal-mask thread: the 30 real-time ones cost about 1.5 ms on a small
 // machine, which the wrapper spends after starting its child rather than
-// in front of it. A real-time signal that arrives in between ends the
-// wrapper, as any signal does before Subscribe; none is sent in a
-// service's first milliseconds.
+// in front of it. Until then the Go runtime drops a real-time signal
+// that arrives; none is sent in a service's first milliseconds.
 //
 // Call it before starting the child: until then Go's defaults apply, and a
 // TERM would end the wrapper without a word. Signals that arrive before the
-// child exists wait in the channel. The channel holds one of each signal;
-// more of the same while the reader is busy are merged, as the kernel
-// merges pending standard signals anyway.
+// child exists wait in the channels.
 func Subscribe() *Subscription {
 	s := &Subscription{
-		ch: make(chan os.Signal, len(Forwarded())),
-		// Never read: os/signal sends without blocking, so a full
-		// channel just drops further SIGPIPEs, and the signal still
-		// counts as handled.
+		stops:  make(chan os.Signal, 3),
+		others: make(chan os.Signal, len(Forwarded())),
+		// Never read: a full channel just drops further SIGPIPEs, and
+		// the signal still counts as handled.
 		sink: make(chan os.Signal, 1),
 	}
-	signal.Notify(s.ch, standard()...)
+	var others []os.Signal
+	for _, sig := range standard() {
+		if !IsStop(sig) {
+			others = append(others, sig)
+		}
+	}
+	signal.Notify(s.stops, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
+	signal.Notify(s.others, others...)
 	signal.Notify(s.sink, syscall.SIGPIPE)
 	return s
 }
 
-// AddRealtime adds SIGRTMIN+1..SIGRTMAX to the subscription.
+// AddRealtime adds SIGRTMIN+1..SIGRTMAX to Others.
 func (s *Subscription) AddRealtime() {
-	signal.Notify(s.ch, realtime()...)
+	signal.Notify(s.others, realtime()...)
 }
 
-// C delivers the signals.
-func (s *Subscription) C() <-chan os.Signal { return s.ch }
+// Stops delivers TERM, INT and QUIT.
+func (s *Subscription) Stops() <-chan os.Signal { return s.stops }
+
+// Others delivers every other forwarded signal.
+func (s *Subscription) Others() <-chan os.Signal { return s.others }
 
 // Stop undoes the subscription: Go's defaults apply again afterwards. It
-// does not close the channel.
+// does not close the channels.
 func (s *Subscription) Stop() {
-	signal.Stop(s.ch)
+	signal.Stop(s.stops)
+	signal.Stop(s.others)
 	signal.Stop(s.sink)
 }

@@ -26,8 +26,8 @@ var (
 // being told. SIGCHLD makes this redundant in a correct program; it is there
 // so that a lost subscription (someone's signal.Reset(SIGCHLD)) costs ten
 // seconds of delay rather than a wrapper that never sees its child exit.
-// It was one second, but each pass wakes the idle wrapper (and the Go
-// runtime's sysmon with it): bench/wrapper measured that pass at about a
+// Not shorter: each pass wakes the idle wrapper (and the Go runtime's
+// sysmon with it); at one second, bench/wrapper measured it at about a
 // quarter of the idle wrapper's CPU at --interval 3 (docs/BENCHMARKS.md).
 const safetyInterval = 10 * time.Second
 

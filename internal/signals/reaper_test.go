@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // helperEnv makes the test binary run one helper in a process of its own
@@ -214,22 +215,21 @@ func subreaperHelper() int {
 		return fail("no status for the main child")
 	}
 	exitedAt := time.Now()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	err = testsupport.Poll(10*time.Second, func() error {
 		mu.Lock()
+		defer mu.Unlock()
 		all := true
 		for _, pid := range orphans {
 			all = all && reaped[pid]
 		}
-		mu.Unlock()
-		z := proctest.Zombies(os.Getpid())
-		if all && len(z) == 0 {
-			fmt.Printf("orphans %v reaped, no zombies, %v after the main child exited\n", orphans, time.Since(exitedAt))
-			return 0
+		if z := proctest.Zombies(os.Getpid()); !all || len(z) != 0 {
+			return fmt.Errorf("orphans %v, reaped %v, zombies left %v", orphans, reaped, z)
 		}
-		if time.Now().After(deadline) {
-			return fail("orphans %v, reaped %v, zombies left %v", orphans, reaped, z)
-		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		return fail("%v", err)
 	}
+	fmt.Printf("orphans %v reaped, no zombies, %v after the main child exited\n", orphans, time.Since(exitedAt))
+	return 0
 }

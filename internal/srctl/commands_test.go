@@ -190,9 +190,7 @@ func TestEventsListSinceFiltersOnTimestamps(t *testing.T) {
 	}
 	// The filter is on time: let the clock move a second past the first
 	// event before the second one.
-	for time.Since(time.UnixMilli(first.Timestamp)) < time.Second {
-		time.Sleep(20 * time.Millisecond)
-	}
+	time.Sleep(time.Until(time.UnixMilli(first.Timestamp).Add(time.Second)))
 	h.setConfig("/new/value_b", "2")
 	var events []api.Event
 	if err := json.Unmarshal([]byte(h.ok("events", "list", "-o", "json")), &events); err != nil || len(events) != 2 {

@@ -10,6 +10,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/faultproxy"
 	"github.com/sr-wrapper/sr-wrapper/internal/srctl"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const eventsPath = "/v1.0/*/events"
@@ -130,13 +131,7 @@ func TestFollowPollsOverOnePersistentConnection(t *testing.T) {
 	polls := p.Add(faultproxy.Rule{Method: http.MethodGet, Path: eventsPath})
 	f := h.followAt(proxyURL, "events", "follow", "--interval", "100ms")
 	f.out.waitFor(t, 10*time.Second, "TYPE")
-	deadline := time.Now().Add(15 * time.Second)
-	for polls.Seen() < 10 {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d polls within 15s", polls.Seen())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testsupport.EventuallyTrue(t, 15*time.Second, "10 polls", func() bool { return polls.Seen() >= 10 })
 	if code := f.stop(t); code != srctl.ExitOK {
 		t.Fatalf("follow ended with %d", code)
 	}

@@ -5,10 +5,10 @@
 // the last service list on disk to show, marked stale, when the registry
 // cannot be reached.
 //
-// It is neither the API client (internal/registry/srapi) nor the flag
-// grammar (internal/cli.ParseSrctl): it wires the two together, formats
-// what comes back and maps failures onto exit statuses. cmd/srctl only
-// calls Run.
+// Its flag grammar is here too (flags.go), on the connection flags it
+// shares with sr-wrapper (internal/cli). It is not the API client
+// (internal/registry/srapi): it formats what comes back and maps failures
+// onto exit statuses. cmd/srctl only calls Run.
 package srctl
 
 import (
@@ -65,7 +65,7 @@ func RunEnv(ctx context.Context, env Env, args []string, stdout, stderr io.Write
 	if env.Getenv == nil {
 		env.Getenv = os.Getenv
 	}
-	cfg, err := cli.ParseSrctl(args, env.Version, env.Getenv, stdout, stderr)
+	cfg, err := parseArgs(args, env.Version, env.Getenv, stdout, stderr)
 	if err != nil {
 		if exit, ok := errors.AsType[*cli.ErrExit](err); ok {
 			return exit.Code
@@ -93,7 +93,7 @@ func RunEnv(ctx context.Context, env Env, args []string, stdout, stderr io.Write
 
 // runner runs one parsed command.
 type runner struct {
-	cfg    *cli.SrctlConfig
+	cfg    *config
 	c      *srapi.Client
 	log    *zap.Logger
 	env    Env
@@ -131,8 +131,8 @@ func (r *runner) run(ctx context.Context) int {
 	case "overview":
 		err = r.overview(ctx)
 	default:
-		// ParseSrctl knows every command; this is a command added there
-		// and not here.
+		// The grammar (flags.go) knows every command; this is one added
+		// there and not here.
 		fmt.Fprintf(r.stderr, "srctl: %q: not implemented\n", r.cfg.Command)
 		return ExitUsage
 	}
@@ -164,4 +164,4 @@ func (r *runner) warnf(format string, args ...any) {
 func (r *runner) opts() srapi.ListOptions { return srapi.ListOptions{Limit: r.cfg.PageSize} }
 
 // jsonOutput says whether to print the API's objects rather than tables.
-func (r *runner) jsonOutput() bool { return r.cfg.Output == cli.OutputJSON }
+func (r *runner) jsonOutput() bool { return r.cfg.Output == outputJSON }

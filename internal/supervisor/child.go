@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/execpath"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 	"golang.org/x/sys/unix"
 )
@@ -86,7 +87,7 @@ func StartChild(spec ChildSpec, reaper *signals.Reaper) (*Child, error) {
 	if env == nil {
 		env = os.Environ()
 	}
-	env = dedupEnv(env)
+	env = execpath.Dedup(env)
 	if spec.Dir != "" {
 		if fi, err := os.Stat(spec.Dir); err != nil || !fi.IsDir() {
 			if err == nil {
@@ -168,9 +169,6 @@ func (c *Child) await(exited <-chan signals.WaitResult) {
 
 // Pid is the child's process id, which is also its process group id.
 func (c *Child) Pid() int { return c.pid }
-
-// Foreground reports whether the child was given the terminal.
-func (c *Child) Foreground() bool { return c.ttyFd >= 0 }
 
 // Done is closed once the child has exited and been reaped, and its
 // ExitStatus is known.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/proctest"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // helperCommand runs this test binary as helper h, with the path of
@@ -50,14 +51,14 @@ func runHelper(h string) int {
 func TestReaperAsPID1(t *testing.T) {
 	unshare, err := exec.LookPath("unshare")
 	if err != nil {
-		t.Skip("no unshare(1)")
+		testsupport.SkipUnsupported(t, "no unshare(1)")
 	}
 	cmd := helperCommand(t, "pid1")
 	cmd.Path = unshare
 	cmd.Args = append([]string{unshare, "--pid", "--fork", "--mount-proc"}, cmd.Args...)
 	out, err := cmd.CombinedOutput()
 	if err != nil && strings.HasPrefix(string(out), "unshare:") {
-		t.Skipf("cannot make a PID namespace here: %s", out)
+		testsupport.SkipUnsupported(t, "cannot make a PID namespace here: %s", out)
 	}
 	if err != nil {
 		t.Fatalf("helper: %v\n%s", err, out)
@@ -117,24 +118,22 @@ func pid1Helper() error {
 	if st, _ := c.ExitStatus(); st.Code != 7 || st.String() != "exited with status 7" {
 		return fmt.Errorf("main child: %s, want exited with status 7", st)
 	}
-	deadline := time.Now().Add(waitLimit)
-	for {
+	err = testsupport.Poll(waitLimit, func() error {
 		mu.Lock()
+		defer mu.Unlock()
 		all := true
 		for _, pid := range orphans {
 			all = all && reaped[pid]
 		}
-		mu.Unlock()
-		z := proctest.Zombies(os.Getpid())
-		if all && len(z) == 0 {
-			fmt.Printf("pid %d: main child exited with status 7; orphans %v reaped; no zombies\n", os.Getpid(), orphans)
-			return nil
-		}
-		if time.Now().After(deadline) {
+		if z := proctest.Zombies(os.Getpid()); !all || len(z) != 0 {
 			return fmt.Errorf("orphans %v, reaped %v, zombies left %v", orphans, reaped, z)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	})
+	if err == nil {
+		fmt.Printf("pid %d: main child exited with status 7; orphans %v reaped; no zombies\n", os.Getpid(), orphans)
 	}
+	return err
 }
 
 // Runs the helper as the leader of a new session whose controlling
@@ -142,7 +141,7 @@ func pid1Helper() error {
 func TestTerminalIsHandedToTheChildAndTakenBack(t *testing.T) {
 	master, err := os.OpenFile("/dev/ptmx", os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
-		t.Skipf("no pseudo-terminals: %v", err)
+		testsupport.SkipUnsupported(t, "no pseudo-terminals: %v", err)
 	}
 	defer master.Close()
 	if err := unix.IoctlSetPointerInt(int(master.Fd()), unix.TIOCSPTLCK, 0); err != nil {
@@ -198,8 +197,8 @@ func terminalHelper() error {
 	if err != nil || !strings.HasPrefix(line, "ready ") {
 		return fmt.Errorf("child's first line %q, %v", line, err)
 	}
-	if !c.Foreground() || fg() != c.Pid() {
-		return fmt.Errorf("terminal's foreground group %d, child %d (Foreground %v)", fg(), c.Pid(), c.Foreground())
+	if c.ttyFd < 0 || fg() != c.Pid() {
+		return fmt.Errorf("terminal's foreground group %d, child %d (given the terminal: %v)", fg(), c.Pid(), c.ttyFd >= 0)
 	}
 	// The wrapper ignores TTIN and TTOU from now on; the child must not.
 	const ttinTtou = 1<<(syscall.SIGTTIN-1) | 1<<(syscall.SIGTTOU-1)

@@ -13,9 +13,6 @@ import (
 
 // StopResult tells what StopChild did and how the child ended.
 type StopResult struct {
-	// Sent is set when the stop signal was delivered; false when the child
-	// had already exited.
-	Sent bool
 	// Killed is set when the child outlived the timeout and SIGKILL went to
 	// its process group.
 	Killed bool
@@ -61,7 +58,6 @@ func StopChild(ctx context.Context, c *Child, sig syscall.Signal, toGroup bool, 
 			return res, fmt.Errorf("stop child %d: %w", c.Pid(), err)
 		}
 	} else {
-		res.Sent = true
 		switch sig {
 		case syscall.SIGCONT, syscall.SIGSTOP, syscall.SIGTSTP, syscall.SIGTTIN, syscall.SIGTTOU:
 			// A SIGCONT would discard a pending stop signal, as the kernel

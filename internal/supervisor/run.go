@@ -3,6 +3,7 @@ package supervisor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"sync"
 	"syscall"
@@ -10,27 +11,34 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
 
 // Registration is what keeps the child's service in the registry while it
 // runs; *heartbeat.Keeper is one.
 type Registration interface {
-	// Run keeps the service registered until ctx ends, then returns nil.
-	// A non-nil error means registration failed for good and the child
-	// must be stopped (--abort-on-failure).
-	Run(ctx context.Context) error
-	// Close deregisters at once. It is called after Run has returned.
+	// Start begins registering in the background; Run calls it once the
+	// child runs.
+	Start()
+	// Events reports the registration's changes, in order. A GaveUp
+	// event means the child must be stopped (--abort-on-failure).
+	Events() <-chan heartbeat.Event
+	// Close stops registering and deregisters at once, within ctx.
 	Close(ctx context.Context) error
 	// SessionID names the current session for log lines ("" without one).
 	SessionID() string
 }
 
-// Hooks are told about the wrapper's milestones; sd_notify uses them. Each
-// is called from the run loop and must not block. Nil hooks are skipped.
+// Hooks are told what becomes of the service; sd_notify uses them. Each is
+// called from the run loop, in the loop's order, and must not block. Nil
+// hooks are skipped. Nothing is called after Stopping.
 type Hooks struct {
-	// Started: the child is running.
-	Started func(pid int)
+	// Ready: the service is up. Called once: at the first registration
+	// (registered), or when ReadyTimeout passed before it (not).
+	Ready func(registered bool)
+	// Registration: a later change of the registration (not GaveUp).
+	Registration func(heartbeat.Event)
 	// Stopping: the wrapper is stopping the child or the child has exited.
 	Stopping func()
 }
@@ -68,6 +76,9 @@ type Config struct {
 	// registry cannot hold the wrapper's exit; zero means 3 s. The
 	// session expires by itself anyway.
 	DeregisterTimeout time.Duration
+	// ReadyTimeout is how long Hooks.Ready waits for the registration
+	// after the child started; zero means as long as it takes.
+	ReadyTimeout time.Duration
 
 	// Companions run beside the child (see Companion).
 	Companions []Companion
@@ -107,8 +118,8 @@ type run struct {
 	log   *zap.Logger
 	child *Child
 
-	regCancel context.CancelFunc
-	regDone   chan error // Registration.Run's result; nil once received
+	ready      bool        // Hooks.Ready was called
+	readyTimer *time.Timer // set until then, with a ReadyTimeout
 
 	deregSession string     // the session being ended, for the log line
 	deregDone    chan error // Close's result
@@ -150,7 +161,6 @@ func (r *run) run(ctx context.Context) int {
 	// let a TERM end the wrapper silently and strand the child.
 	sub := signals.Subscribe()
 	defer sub.Stop()
-	sigs := sub.C()
 
 	reaper, err := signals.NewReaper(signals.ReaperOptions{
 		Subreaper: r.cfg.Subreaper,
@@ -182,17 +192,13 @@ func (r *run) run(ctx context.Context) int {
 	sub.AddRealtime() // after the start: it costs the child nothing here
 	r.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", r.cfg.Child.Argv),
 		zap.Bool("reaps_orphans", reaper.ReapsOrphans()))
-	if r.cfg.Hooks.Started != nil {
-		r.cfg.Hooks.Started(child.Pid())
-	}
 
 	// Registration runs beside the child, never in front of it.
-	regCtx, cancel := context.WithCancel(context.Background())
-	r.regCancel = cancel
-	regDone := make(chan error, 1)
-	r.regDone = regDone
-	go func() { regDone <- r.cfg.Registration.Run(regCtx) }()
-	defer cancel()
+	r.cfg.Registration.Start()
+	if r.cfg.ReadyTimeout > 0 {
+		r.readyTimer = time.NewTimer(r.cfg.ReadyTimeout)
+		defer r.readyTimer.Stop()
+	}
 
 	compCtx, compCancel := context.WithCancel(context.Background())
 	r.companionsCancel = compCancel
@@ -207,25 +213,27 @@ func (r *run) run(ctx context.Context) int {
 
 	ctxDone := ctx.Done()
 	for {
-		var drain <-chan time.Time
+		var drain, readyTimeout <-chan time.Time
 		if r.drainTimer != nil {
 			drain = r.drainTimer.C
 		}
+		if r.readyTimer != nil {
+			readyTimeout = r.readyTimer.C
+		}
 		select {
-		case sig := <-sigs:
+		case sig := <-sub.Stops():
+			r.onSignal(sig)
+		case sig := <-sub.Others():
 			r.onSignal(sig)
 		case <-ctxDone:
 			ctxDone = nil
 			r.l().Info("asked to stop")
 			r.beginStop(syscall.SIGTERM)
-		case err := <-r.regDone:
-			// Still running: stopping hands regDone to startDeregister.
-			r.regDone = nil
-			if err != nil {
-				r.l().Error("registration failed for good; stopping the child (--abort-on-failure)", zap.Error(err))
-				r.aborted = true
-				r.beginStop(r.cfg.StopSignal)
-			}
+		case e := <-r.cfg.Registration.Events():
+			r.onRegistration(e)
+		case <-readyTimeout:
+			r.readyTimer = nil
+			r.setReady(false)
 		case err := <-r.deregDone:
 			r.deregDone = nil
 			r.logDeregistered(err)
@@ -244,18 +252,14 @@ func (r *run) run(ctx context.Context) int {
 	}
 }
 
-// isStopSignal tells the signals that mean "stop the service": they also
-// deregister it, so that no client is sent to a program on its way out.
-func isStopSignal(sig os.Signal) bool {
-	return sig == syscall.SIGTERM || sig == syscall.SIGINT || sig == syscall.SIGQUIT
-}
-
 func (r *run) onSignal(sig os.Signal) {
 	s, _ := sig.(syscall.Signal)
 	switch {
-	case !isStopSignal(sig):
+	case !signals.IsStop(sig):
 		r.forward(s)
 	case r.phase == running:
+		// It also deregisters, so that no client is sent to a program
+		// on its way out.
 		r.l().Info("received stop signal", zap.String("signal", signals.Name(s)))
 		r.beginStop(s)
 	case r.phase == awaitingDrain || r.phase == draining:
@@ -272,10 +276,44 @@ func (r *run) onSignal(sig os.Signal) {
 	}
 }
 
+// onRegistration passes a change of the registration on, while running:
+// once the wrapper is stopping, what systemd is told is that alone.
+func (r *run) onRegistration(e heartbeat.Event) {
+	switch {
+	case r.phase != running:
+	case e.Kind == heartbeat.GaveUp:
+		r.l().Error("registration failed for good; stopping the child (--abort-on-failure)", zap.Error(e.Err))
+		r.aborted = true
+		r.beginStop(r.cfg.StopSignal)
+	case e.Kind == heartbeat.Registered && !r.ready:
+		r.setReady(true)
+	case r.cfg.Hooks.Registration != nil:
+		r.cfg.Hooks.Registration(e)
+	}
+}
+
+func (r *run) setReady(registered bool) {
+	if r.ready || r.phase != running {
+		return
+	}
+	r.ready = true
+	if r.readyTimer != nil {
+		r.readyTimer.Stop()
+		r.readyTimer = nil
+	}
+	if r.cfg.Hooks.Ready != nil {
+		r.cfg.Hooks.Ready(registered)
+	}
+}
+
 // l names the current session on a line, as every line of the wrapper
 // does; it changes when a lost session is replaced.
 func (r *run) l() *zap.Logger {
-	if id := r.cfg.Registration.SessionID(); id != "" {
+	id := r.cfg.Registration.SessionID()
+	if id == "" {
+		id = r.deregSession // being ended
+	}
+	if id != "" {
 		return r.log.With(zap.String("session", id))
 	}
 	return r.log
@@ -345,23 +383,25 @@ func (r *run) sendStop() {
 }
 
 // startDeregister stops the registration and ends the session, in the
-// background. It is called once: when stopping begins, or when the child
-// exits while the run is still running.
+// background, all of it within the deregistration timeout: a Close that
+// overstays it is left behind. It is called once: when stopping begins,
+// or when the child exits while the run is still running.
 func (r *run) startDeregister() {
 	r.deregSession = r.cfg.Registration.SessionID()
-	r.regCancel()
 	deregDone := make(chan error, 1)
 	r.deregDone = deregDone
-	regDone := r.regDone // nil when Run has returned already
-	r.regDone = nil
 	reg, timeout := r.cfg.Registration, r.cfg.DeregisterTimeout
 	go func() {
-		if regDone != nil {
-			<-regDone // Run returns promptly once its context ends.
-		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
-		deregDone <- reg.Close(ctx)
+		closed := make(chan error, 1)
+		go func() { closed <- reg.Close(ctx) }()
+		select {
+		case err := <-closed:
+			deregDone <- err
+		case <-ctx.Done():
+			deregDone <- fmt.Errorf("not done within %s: %w", timeout, ctx.Err())
+		}
 	}()
 }
 
@@ -401,8 +441,8 @@ func (r *run) finish() int {
 	}
 	if r.stopDone != nil {
 		// StopChild returns as soon as the child has exited, and only
-		// then: without this wait the child's exit always won the race
-		// and a SIGKILL after the stop timeout was never logged.
+		// then: wait for it, or the child's exit wins the race and a
+		// SIGKILL after the stop timeout goes unlogged.
 		r.logStopResult(<-r.stopDone)
 		r.stopDone = nil
 	}

@@ -4,8 +4,9 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"os"
-	"strings"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -13,29 +14,34 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
-// givingUp is a Registration that fails for good when told to, as the
-// heartbeat Keeper does with --abort-on-failure when the registry refuses
-// the service.
-type givingUp struct {
-	now    chan struct{}
+// fakeRegistration reports the events a test sends it, as the heartbeat
+// Keeper would.
+type fakeRegistration struct {
+	events chan heartbeat.Event
 	closes atomic.Int32
+	// hang, when set, makes Close wait for it, whatever its context says.
+	hang chan struct{}
 }
 
-func (g *givingUp) Run(ctx context.Context) error {
-	select {
-	case <-g.now:
-		return errors.New("403 forbidden: for good")
-	case <-ctx.Done():
-		return nil
-	}
+func newFakeRegistration() *fakeRegistration {
+	return &fakeRegistration{events: make(chan heartbeat.Event)}
 }
-func (g *givingUp) Close(context.Context) error {
-	g.closes.Add(1)
+
+func (f *fakeRegistration) Start()                         {}
+func (f *fakeRegistration) Events() <-chan heartbeat.Event { return f.events }
+func (f *fakeRegistration) SessionID() string              { return "" }
+func (f *fakeRegistration) Close(context.Context) error {
+	f.closes.Add(1)
+	if f.hang != nil {
+		<-f.hang
+	}
 	return nil
 }
-func (g *givingUp) SessionID() string { return "" }
 
 func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -55,14 +61,14 @@ func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
 // chosen, a drain armed again.
 func TestRunStopsOnceWhenItsContextEndsWhileStopping(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
-	started := make(chan int, 1)
 	stopping := make(chan struct{}, 2)
-	reg := &givingUp{now: make(chan struct{})}
+	reg := newFakeRegistration()
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pr.Close()
+	defer pw.Close() // after the child has its own copy
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int, 1)
@@ -74,16 +80,14 @@ func TestRunStopsOnceWhenItsContextEndsWhileStopping(t *testing.T) {
 			Registration:  reg,
 			StopTimeout:   time.Hour,
 			AbortExitCode: 100,
-			Hooks: Hooks{
-				Started:  func(pid int) { started <- pid },
-				Stopping: func() { stopping <- struct{}{} },
-			},
-			Logger: zap.New(core),
+			Hooks:         Hooks{Stopping: func() { stopping <- struct{}{} }},
+			Logger:        zap.New(core),
 		})
 	}()
-	pid := receiveWithin(t, started, "start of the child")
-	if pid <= 0 {
-		t.Fatalf("child pid %d", pid) // kill(2) would take it for a group, or everyone
+	line, err := bufio.NewReader(pr).ReadString('\n')
+	var pid int
+	if _, serr := fmt.Sscanf(line, "ready pid=%d", &pid); err != nil || serr != nil || pid <= 0 {
+		t.Fatalf("child's first line %q, %v", line, err) // kill(2) would take pid 0 for a group
 	}
 	var returned bool
 	t.Cleanup(func() {
@@ -91,21 +95,12 @@ func TestRunStopsOnceWhenItsContextEndsWhileStopping(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	})
-	pw.Close()
-	if line, err := bufio.NewReader(pr).ReadString('\n'); err != nil || !strings.HasPrefix(line, "ready ") {
-		t.Fatalf("child's first line %q, %v", line, err)
-	}
-	close(reg.now)
+	reg.events <- heartbeat.Event{Kind: heartbeat.GaveUp, Err: errors.New("403 forbidden: for good")}
 	receiveWithin(t, stopping, "Stopping hook after the registration gave up")
 
 	cancel()
-	deadline := time.Now().Add(waitLimit)
-	for logs.FilterMessage("asked to stop").Len() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the end of the context was not noticed within %s", waitLimit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testsupport.EventuallyTrue(t, waitLimit, "the end of the context noticed",
+		func() bool { return logs.FilterMessage("asked to stop").Len() > 0 })
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -122,5 +117,102 @@ func TestRunStopsOnceWhenItsContextEndsWhileStopping(t *testing.T) {
 	}
 	if n := logs.FilterMessage("asking the child to stop").Len(); n != 1 {
 		t.Errorf("the child was asked to stop %d times, want 1", n)
+	}
+}
+
+// The wrapper's exit after its child's is bounded by the deregistration
+// timeout, even when deregistering does not end when told to.
+func TestDeregistrationIsBoundedByItsTimeout(t *testing.T) {
+	reg := newFakeRegistration()
+	reg.hang = make(chan struct{})
+	defer close(reg.hang)
+	const deregTimeout = 200 * time.Millisecond
+	core, logs := observer.New(zap.InfoLevel)
+	done := make(chan int, 1)
+	go func() {
+		done <- Run(context.Background(), Config{
+			Child:             ChildSpec{Argv: fake("--exit", "3"), Stdin: devNull(t)},
+			Registration:      reg,
+			DeregisterTimeout: deregTimeout,
+			Logger:            zap.New(core),
+		})
+	}()
+	select {
+	case code := <-done:
+		if code != 3 {
+			t.Errorf("Run = %d, want the child's 3", code)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Run had not returned 5s after its child exited, with a %s deregistration timeout", deregTimeout)
+	}
+	if n := logs.FilterMessage("deregistration failed; the session will expire by itself").Len(); n != 1 {
+		t.Errorf("%d lines say the deregistration failed, want 1", n)
+	}
+}
+
+var kindNames = map[heartbeat.EventKind]string{
+	heartbeat.Registered: "registered", heartbeat.Deregistered: "deregistered", heartbeat.SessionLost: "session lost",
+}
+
+// What systemd is told follows the registration in the loop's order:
+// READY once, at the first registration or after ReadyTimeout, later
+// changes as they come, and nothing after STOPPING, not even a
+// registration that completes while the wrapper stops.
+func TestHooksFollowTheRegistrationUntilStopping(t *testing.T) {
+	tests := []struct {
+		name         string
+		readyTimeout time.Duration
+		send         []heartbeat.EventKind // before the stop
+		want         []string
+	}{
+		{"ready when registered", 0, []heartbeat.EventKind{heartbeat.Registered, heartbeat.SessionLost, heartbeat.Registered},
+			[]string{"ready true", "session lost", "registered", "stopping"}},
+		{"ready after the timeout", 50 * time.Millisecond, nil, []string{"ready false", "stopping"}},
+		{"registered after the timeout", 50 * time.Millisecond, []heartbeat.EventKind{heartbeat.Registered},
+			[]string{"ready false", "registered", "stopping"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			reg := newFakeRegistration()
+			told := make(chan string, 10)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan int, 1)
+			go func() {
+				done <- Run(ctx, Config{
+					// Outlives the stop signal until the stop timeout, so
+					// that the loop still runs after Stopping.
+					Child:        ChildSpec{Argv: fake("--ignore-term"), Stdin: devNull(t)},
+					Registration: reg,
+					StopTimeout:  300 * time.Millisecond,
+					ReadyTimeout: tt.readyTimeout,
+					Hooks: Hooks{
+						Ready:        func(registered bool) { told <- fmt.Sprint("ready ", registered) },
+						Registration: func(e heartbeat.Event) { told <- kindNames[e.Kind] },
+						Stopping:     func() { told <- "stopping" },
+					},
+				})
+			}()
+			var got []string
+			if tt.readyTimeout > 0 {
+				got = append(got, receiveWithin(t, told, "READY after the timeout"))
+			}
+			for _, k := range tt.send {
+				reg.events <- heartbeat.Event{Kind: k}
+				got = append(got, receiveWithin(t, told, "the hook for "+kindNames[k]))
+			}
+			cancel()
+			got = append(got, receiveWithin(t, told, "Stopping"))
+			// Still read while stopping, never passed on.
+			reg.events <- heartbeat.Event{Kind: heartbeat.Registered}
+			receiveWithin(t, done, "return of Run")
+			close(told)
+			for s := range told {
+				got = append(got, s)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("hooks %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

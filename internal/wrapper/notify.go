@@ -1,72 +1,43 @@
 package wrapper
 
 import (
-	"sync"
-	"time"
-
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
 	"github.com/sr-wrapper/sr-wrapper/internal/sdnotify"
+	"github.com/sr-wrapper/sr-wrapper/internal/supervisor"
 )
 
-// readiness tells systemd (Type=notify) when the service is up: once the
-// child runs and the service is registered. Without --abort-on-failure a
-// registry that stays down must not make systemd kill the unit for never
-// becoming ready, so READY=1 then also comes once a heartbeat timeout has
-// passed, with a status saying the service is not registered yet.
-type readiness struct {
-	n        *sdnotify.Notifier
-	log      *zap.Logger
-	once     sync.Once
-	fallback *time.Timer
-}
-
-func newReadiness(n *sdnotify.Notifier, log *zap.Logger) *readiness {
-	return &readiness{n: n, log: log}
-}
-
-func (r *readiness) report(err error) {
-	if err != nil {
-		r.log.Warn("notify systemd", zap.Error(err))
-	}
-}
-
-// started arms the fallback, under systemd only: there is no one else to
-// tell.
-func (r *readiness) started(fallbackAfter time.Duration) {
-	if r.n == nil || fallbackAfter <= 0 {
-		return
-	}
-	r.fallback = time.AfterFunc(fallbackAfter, func() {
-		r.once.Do(func() {
-			r.report(r.n.Ready("running; not registered yet, still trying"))
-		})
-	})
-}
-
-// event follows the Keeper.
-func (r *readiness) event(e heartbeat.Event) {
-	switch e {
-	case heartbeat.EventRegistered:
-		first := false
-		r.once.Do(func() {
-			first = true
-			r.report(r.n.Ready("running; registered"))
-		})
-		if !first {
-			r.report(r.n.Status("running; registered"))
+// systemdHooks tell systemd (Type=notify) what the supervisor reports:
+// READY=1 once the child runs and the service is registered, or after a
+// heartbeat timeout without --abort-on-failure, so that a registry that
+// stays down does not make systemd kill the unit for never becoming ready.
+// The supervisor calls them from its loop, so what systemd hears is in
+// that order and ends with STOPPING=1. A nil Notifier sends nothing.
+func systemdHooks(n *sdnotify.Notifier, log *zap.Logger) supervisor.Hooks {
+	report := func(err error) {
+		if err != nil {
+			log.Warn("notify systemd", zap.Error(err))
 		}
-	case heartbeat.EventDeregistered:
-		r.report(r.n.Status("running; deregistered: unhealthy"))
-	case heartbeat.EventSessionLost:
-		r.report(r.n.Status("running; session lost, registering again"))
 	}
-}
-
-func (r *readiness) stopping() {
-	if r.fallback != nil {
-		r.fallback.Stop()
+	return supervisor.Hooks{
+		Ready: func(registered bool) {
+			if registered {
+				report(n.Ready("running; registered"))
+			} else {
+				report(n.Ready("running; not registered yet, still trying"))
+			}
+		},
+		Registration: func(e heartbeat.Event) {
+			switch e.Kind {
+			case heartbeat.Registered:
+				report(n.Status("running; registered"))
+			case heartbeat.Deregistered:
+				report(n.Status("running; deregistered: unhealthy"))
+			case heartbeat.SessionLost:
+				report(n.Status("running; session lost, registering again"))
+			}
+		},
+		Stopping: func() { report(n.Stopping("stopping")) },
 	}
-	r.report(r.n.Stopping("stopping"))
 }

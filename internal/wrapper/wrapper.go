@@ -55,7 +55,6 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		svcLog.Warn("cannot notify systemd", zap.Error(err))
 	}
 	defer func() { _ = notifier.Close() }()
-	ready := newReadiness(notifier, svcLog)
 
 	keeper := heartbeat.New(heartbeat.Config{
 		Registry: reg,
@@ -69,16 +68,15 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		Retries:        cfg.Retries,
 		StartUnhealthy: cfg.Check != nil,
 		Logger:         log,
-		OnEvent:        ready.event,
 	})
 	env := childEnv(os.Environ(), cfg.Service.ID)
 	var companions []supervisor.Companion
 	if cfg.Check != nil {
 		companions = append(companions, healthCheck(cfg.Check, env, keeper, svcLog))
 	}
-	fallback := cfg.TTL
+	readyTimeout := cfg.TTL
 	if cfg.AbortOnFailure {
-		fallback = 0
+		readyTimeout = 0 // READY=1 then means registered: it gives up after one timeout
 	}
 
 	return supervisor.Run(ctx, supervisor.Config{
@@ -93,12 +91,10 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		SignalGroup:   cfg.SignalGroup,
 		Subreaper:     cfg.Subreaper,
 		AbortExitCode: cli.ExitAbort,
+		ReadyTimeout:  readyTimeout,
 		Companions:    companions,
-		Hooks: supervisor.Hooks{
-			Started:  func(int) { ready.started(fallback) },
-			Stopping: ready.stopping,
-		},
-		Logger: svcLog,
+		Hooks:         systemdHooks(notifier, svcLog),
+		Logger:        svcLog,
 	})
 }
 
@@ -133,29 +129,20 @@ func openRegistry(conn *cli.ResolvedConnection, backends Backends, log *zap.Logg
 }
 
 // healthCheck runs the check beside the child and adds or removes the
-// service as it passes or fails. The command checker is built here, not
-// during validation, because it must start its processes through the
-// supervisor's Reaper.
-func healthCheck(c *cli.Check, env []string, keeper *heartbeat.Keeper, log *zap.Logger) supervisor.Companion {
+// service as it passes or fails. The checker is built here, not during
+// validation, because a command check must start its processes through
+// the supervisor's Reaper.
+func healthCheck(spec *health.Spec, env []string, keeper *heartbeat.Keeper, log *zap.Logger) supervisor.Companion {
 	return func(ctx context.Context, reaper *signals.Reaper) {
-		checker := c.Checker
-		if checker == nil {
-			cmd, err := health.Command(c.Command, health.CommandOptions{Starter: reaper, Env: env, Logger: log})
-			if err != nil {
-				log.Error("health check disabled: the service stays unregistered", zap.Error(err))
-				return
-			}
-			checker = cmd
+		checker, err := spec.Checker(health.CommandOptions{Starter: reaper, Env: env, Logger: log})
+		if err == nil {
+			err = health.Run(ctx, health.Config{
+				Checker:  checker,
+				Timing:   spec.Timing,
+				Logger:   log,
+				OnChange: func(healthy bool, _ error) { keeper.SetHealthy(healthy) },
+			})
 		}
-		err := health.Run(ctx, health.Config{
-			Checker:  checker,
-			Interval: c.Interval,
-			Timeout:  c.Timeout,
-			Rise:     c.Rise,
-			Fall:     c.Fall,
-			Logger:   log,
-			OnChange: func(healthy bool, _ error) { keeper.SetHealthy(healthy) },
-		})
 		if err != nil {
 			log.Error("health check disabled: the service stays unregistered", zap.Error(err))
 		}

@@ -57,9 +57,10 @@ type Registry struct {
 	// connect is a one-slot semaphore guarding cli and closed: a channel
 	// rather than a mutex so that waiting for it honours the caller's
 	// context while another call is connecting.
-	connect chan struct{}
-	cli     *clientv3.Client
-	closed  bool
+	connect   chan struct{}
+	cli       *clientv3.Client
+	cancelCli context.CancelFunc // ends cli's own context
+	closed    bool
 }
 
 var _ registry.Registry = (*Registry)(nil)
@@ -105,6 +106,7 @@ func (r *Registry) Close() error {
 		return nil
 	}
 	err := r.cli.Close()
+	r.cancelCli()
 	r.cli = nil
 	if err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("close etcd client of %s: %w", r.name, err)
@@ -126,15 +128,6 @@ func (r *Registry) client(ctx context.Context) (*clientv3.Client, error) {
 	if r.cli != nil {
 		return r.cli, nil
 	}
-	// clientv3.New authenticates synchronously when a user is set, bounded
-	// by DialTimeout only; keep it within the caller's context as well.
-	dial := r.cfg.DialTimeout
-	if dl, ok := ctx.Deadline(); ok {
-		dial = min(dial, time.Until(dl))
-	}
-	if dial <= 0 {
-		return nil, fmt.Errorf("connect to %s: %w", r.name, context.DeadlineExceeded)
-	}
 	scheme := "http://"
 	if r.tls != nil {
 		// An explicit https:// makes the client use TLS for every
@@ -145,12 +138,18 @@ func (r *Registry) client(ctx context.Context) (*clientv3.Client, error) {
 	for i, ep := range r.cfg.Endpoints {
 		eps[i] = scheme + ep
 	}
+	// clientv3.New authenticates synchronously when a user is set, bounded
+	// by DialTimeout alone: the client's own context, cancelled when ctx
+	// ends, keeps it within the caller's context too.
+	base, cancelBase := context.WithCancel(context.Background())
+	stop := context.AfterFunc(ctx, cancelBase)
 	cli, err := clientv3.New(clientv3.Config{
+		Context:     base,
 		Endpoints:   eps,
 		TLS:         r.tls,
 		Username:    r.cfg.Username,
 		Password:    r.cfg.Password,
-		DialTimeout: dial,
+		DialTimeout: r.cfg.DialTimeout,
 		// The pings themselves matter little (etcd only allows them
 		// while a call is in flight, and at most every 5 s); what
 		// matters is that gRPC then sets TCP_USER_TIMEOUT, so that the
@@ -170,9 +169,16 @@ func (r *Registry) client(ctx context.Context) (*clientv3.Client, error) {
 			MinConnectTimeout: r.cfg.DialTimeout,
 		})},
 	})
+	if !stop() {
+		if cli != nil {
+			_ = cli.Close()
+		}
+		return nil, fmt.Errorf("connect to %s: %w", r.name, context.Cause(ctx))
+	}
 	if err != nil {
+		cancelBase()
 		return nil, classify(fmt.Sprintf("connect to %s", r.name), err)
 	}
-	r.cli = cli
+	r.cli, r.cancelCli = cli, cancelBase
 	return cli, nil
 }

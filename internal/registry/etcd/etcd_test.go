@@ -518,3 +518,32 @@ func TestNewDoesNotWaitForEtcd(t *testing.T) {
 		wantErr(t, "CreateSession after Close", err, etcd.ErrClosed)
 	}
 }
+
+// TestConnectingHonoursCancellation: with a user, connecting
+// authenticates, which the etcd client bounds by its dial timeout only;
+// a cancelled call must still return at once, so that the wrapper's exit
+// is not held up by a dial to a dead etcd.
+func TestConnectingHonoursCancellation(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := l.Addr().String()
+	l.Close()
+
+	r, err := etcd.New(etcdconf.Config{Endpoints: []string{dead}, Username: "sr", Password: "sr", DialTimeout: 10 * time.Second})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	t.Cleanup(func() { _ = r.Close() })
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start := time.Now()
+	_, err = r.CreateSession(ctx, registry.SessionOptions{TTL: ttl})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("CreateSession cancelled while connecting = %v, want context.Canceled", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("CreateSession returned %v after its context was cancelled at 200ms", d-200*time.Millisecond)
+	}
+}

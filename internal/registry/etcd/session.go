@@ -20,8 +20,8 @@ import (
 // it cannot be revoked quickly, the lease expires by itself anyway.
 const revokeTimeout = 2 * time.Second
 
-// session is one lease. The heartbeat loop owns it (one goroutine at a
-// time), so it has no lock.
+// session is one lease. Nothing of it changes after CreateSession and
+// the Registry is safe for concurrent use, so it needs no lock of its own.
 type session struct {
 	r     *Registry
 	lease clientv3.LeaseID

@@ -21,6 +21,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const (
@@ -458,7 +459,7 @@ func TestSessionLostAfterExpiry(t *testing.T) {
 	if err := s.Heartbeat(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "the session to expire", func() bool {
+	testsupport.EventuallyTrue(t, 10*time.Second, "the session to expire", func() bool {
 		_, err := b.Client().GetSession(ctx, s.ID())
 		return srapi.IsNotFound(err)
 	})
@@ -471,17 +472,6 @@ func TestSessionLostAfterExpiry(t *testing.T) {
 	}
 	if err := s.Close(ctx); err != nil {
 		t.Fatalf("close of an expired session: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -76,9 +76,9 @@ func (r *Registry) CreateSession(ctx context.Context, opts registry.SessionOptio
 }
 
 // Session is a session of the HTTP API. It keeps the current heartbeat
-// token and the ids of the services registered through it. Its methods
-// may be called from several goroutines (Close from a signal handler
-// while a heartbeat is in flight).
+// token and the ids of the services registered through it, under a lock:
+// its methods are safe for concurrent use, as registry.Session requires
+// (Close may end it while a heartbeat is in flight).
 type Session struct {
 	r   *Registry
 	id  string
@@ -95,13 +95,6 @@ func (s *Session) ID() string { return s.id }
 
 // TTL is the heartbeat timeout the session was created with.
 func (s *Session) TTL() time.Duration { return s.ttl }
-
-// Token is the token the next heartbeat will send.
-func (s *Session) Token() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.token
-}
 
 func (s *Session) isClosed() bool {
 	s.mu.Lock()

@@ -1,4 +1,4 @@
-package cli
+package srctl
 
 import (
 	"errors"
@@ -12,6 +12,7 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
+	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
 )
 
@@ -31,48 +32,48 @@ given before or after the command.
 Exit status: 0 success; 1 error (the registry's fault on one line);
 2 usage error; 3 registry unreachable, the cached service list was shown.`
 
-// SrctlConnection is the part of Connection that srctl reads: the flags of
-// the Service Registry API, with the names, environment variables and
+// connection is the part of cli.Connection that srctl reads: the flags
+// of the Service Registry API, with the names, environment variables and
 // meanings of sr-wrapper's. The etcd flags are left out because srctl
 // shows sessions, the events feed and configuration, which only the API
 // has; an etcd:// --registry is a usage error rather than a flag that
 // half works.
-type SrctlConnection struct {
-	HTTPConnection `embed:""`
+type connection struct {
+	cli.HTTPConnection `embed:""`
 }
 
-// Resolve validates the flags as Connection.Resolve does for an http(s)
+// resolve validates the flags as sr-wrapper does for an http(s)
 // registry, and refuses an etcd one with a message saying why.
-func (c *SrctlConnection) Resolve(getenv func(string) string) (*ResolvedConnection, error) {
-	backend, err := registryBackend(c.Registry)
+func (c *connection) resolve(getenv func(string) string) (*cli.ResolvedConnection, error) {
+	backend, err := cli.RegistryBackend(c.Registry)
 	if err != nil {
 		return nil, err
 	}
-	if backend != BackendHTTP {
+	if backend != cli.BackendHTTP {
 		return nil, fmt.Errorf("--registry: srctl speaks the Service Registry API (http:// or https://); %q is an etcd registry, which has no sessions, events or configuration to show", c.Registry)
 	}
-	return c.HTTPConnection.resolve(getenv)
+	return c.HTTPConnection.Resolve(getenv)
 }
 
 const srctlRegistryHelp = "Registry API to use: http(s)://host:port/v1.0."
 
-// OutputJSON is the --output that prints the API's objects; the other is
+// outputJSON is the --output that prints the API's objects; the other is
 // "table".
-const OutputJSON = "json"
+const outputJSON = "json"
 
 // Bounds of srctl's flags.
 const (
-	// MaxSinceWithoutMarker is how far back the events feed reaches
+	// maxSinceWithoutMarker is how far back the events feed reaches
 	// without a marker: the API returns the last hour.
-	MaxSinceWithoutMarker = time.Hour
+	maxSinceWithoutMarker = time.Hour
 	minFollowInterval     = 100 * time.Millisecond
 	maxFollowInterval     = 10 * time.Minute
 )
 
-// srctl is the command line. Global flags are inherited by every command,
-// so they may come before or after it.
-type srctl struct {
-	SrctlConnection `embed:""`
+// grammar is the command line. Global flags are inherited by every
+// command, so they may come before or after it.
+type grammar struct {
+	connection `embed:""`
 
 	Output   string           `name:"output" short:"o" default:"table" enum:"table,json" placeholder:"table|json" help:"Output format: table (aligned columns, for people) or json (the API's objects, for scripts). Default: ${default}."`
 	Limit    int              `name:"limit" default:"0" placeholder:"N" help:"Show at most N items of a list; 0 shows them all, following pagination to the end. With events follow: exit after N events."`
@@ -80,25 +81,25 @@ type srctl struct {
 	LogLevel string           `name:"log-level" default:"warn" placeholder:"LEVEL" enum:"debug,info,warn,error" help:"Minimum level of log lines on stderr (--debug implies debug). Default: ${default}."`
 	Version  kong.VersionFlag `name:"version" help:"Print the version and exit."`
 
-	Services srctlServices `cmd:"" help:"Services: list, get, rm."`
-	Sessions srctlSessions `cmd:"" help:"Sessions: list, get."`
-	Events   srctlEvents   `cmd:"" help:"The events feed: list, follow."`
-	Config   srctlConfig   `cmd:"" help:"Configuration values: list, get, set, rm."`
-	Limits   srctlLimits   `cmd:"" help:"Show the account's resource limits and rate limit use."`
-	Overview srctlOverview `cmd:"" help:"Show every session with its services."`
+	Services cmdServices `cmd:"" help:"Services: list, get, rm."`
+	Sessions cmdSessions `cmd:"" help:"Sessions: list, get."`
+	Events   cmdEvents   `cmd:"" help:"The events feed: list, follow."`
+	Config   cmdConfig   `cmd:"" help:"Configuration values: list, get, set, rm."`
+	Limits   cmdLimits   `cmd:"" help:"Show the account's resource limits and rate limit use."`
+	Overview cmdOverview `cmd:"" help:"Show every session with its services."`
 }
 
-type srctlServices struct {
-	List srctlServicesList `cmd:"" help:"List services, following pagination to the end."`
-	Get  srctlServicesGet  `cmd:"" help:"Show one service."`
-	Rm   srctlServicesRm   `cmd:"" help:"Remove a service (its session lives on)."`
+type cmdServices struct {
+	List cmdServicesList `cmd:"" help:"List services, following pagination to the end."`
+	Get  cmdServicesGet  `cmd:"" help:"Show one service."`
+	Rm   cmdServicesRm   `cmd:"" help:"Remove a service (its session lives on)."`
 }
 
-type srctlServicesList struct {
+type cmdServicesList struct {
 	Tag string `name:"tag" placeholder:"TAG" help:"Only services with this tag."`
 }
 
-func (srctlServicesList) Help() string {
+func (cmdServicesList) Help() string {
 	return `Every successful full list is cached on disk (per registry and user). When
 the registry is unreachable, the cached list is shown with a warning on
 stderr, and the exit status is 3.
@@ -108,46 +109,46 @@ Examples:
   srctl services list --tag web --output json`
 }
 
-type srctlServicesGet struct {
+type cmdServicesGet struct {
 	ID string `arg:"" name:"id" help:"Service id."`
 }
 
-func (srctlServicesGet) Help() string { return "Example:\n  srctl services get web1" }
+func (cmdServicesGet) Help() string { return "Example:\n  srctl services get web1" }
 
-type srctlServicesRm struct {
+type cmdServicesRm struct {
 	ID string `arg:"" name:"id" help:"Service id."`
 }
 
-func (srctlServicesRm) Help() string { return "Example:\n  srctl services rm web1" }
+func (cmdServicesRm) Help() string { return "Example:\n  srctl services rm web1" }
 
-type srctlSessions struct {
-	List srctlSessionsList `cmd:"" help:"List sessions, following pagination to the end."`
-	Get  srctlSessionsGet  `cmd:"" help:"Show one session."`
+type cmdSessions struct {
+	List cmdSessionsList `cmd:"" help:"List sessions, following pagination to the end."`
+	Get  cmdSessionsGet  `cmd:"" help:"Show one session."`
 }
 
-type srctlSessionsList struct{}
+type cmdSessionsList struct{}
 
-func (srctlSessionsList) Help() string {
+func (cmdSessionsList) Help() string {
 	return "Examples:\n  srctl sessions list\n  srctl sessions list --limit 10"
 }
 
-type srctlSessionsGet struct {
+type cmdSessionsGet struct {
 	ID string `arg:"" name:"id" help:"Session id, e.g. seMkzI0mxC."`
 }
 
-func (srctlSessionsGet) Help() string { return "Example:\n  srctl sessions get seMkzI0mxC" }
+func (cmdSessionsGet) Help() string { return "Example:\n  srctl sessions get seMkzI0mxC" }
 
-type srctlEvents struct {
-	List   srctlEventsList   `cmd:"" help:"List events: the last hour's, or from a marker on."`
-	Follow srctlEventsFollow `cmd:"" help:"Print new events as they arrive, until interrupted."`
+type cmdEvents struct {
+	List   cmdEventsList   `cmd:"" help:"List events: the last hour's, or from a marker on."`
+	Follow cmdEventsFollow `cmd:"" help:"Print new events as they arrive, until interrupted."`
 }
 
-type srctlEventsList struct {
+type cmdEventsList struct {
 	Marker string        `name:"marker" placeholder:"ID" help:"Start at the event with this id (included), instead of an hour ago."`
 	Since  time.Duration `name:"since" placeholder:"DURATION" help:"Only events newer than DURATION ago (e.g. 10m). Without --marker, at most 1h: the feed then holds the last hour."`
 }
 
-func (srctlEventsList) Help() string {
+func (cmdEventsList) Help() string {
 	return `Without --marker the registry returns the last hour's events; --since
 keeps those whose timestamp is newer than now minus DURATION (the filter
 runs here, on the events' timestamps). Events are listed oldest first.
@@ -157,12 +158,12 @@ Examples:
   srctl events list --marker 1763906701000-000000000042 --output json`
 }
 
-type srctlEventsFollow struct {
+type cmdEventsFollow struct {
 	After    string        `name:"after" placeholder:"ID" help:"Start after the event with this id (the last one you saw), instead of with the events that arrive from now on."`
 	Interval time.Duration `name:"interval" default:"1s" placeholder:"DURATION" help:"Time between two polls of the feed. Default: ${default}."`
 }
 
-func (srctlEventsFollow) Help() string {
+func (cmdEventsFollow) Help() string {
 	return `Polls the feed with its marker over one persistent connection and prints
 each event once, in order. A restarted or unreachable registry is retried
 with backoff (stderr says so) and following resumes at the same event: no
@@ -174,18 +175,18 @@ Examples:
   srctl events follow --after 1763906701000-000000000042 --output json`
 }
 
-type srctlConfig struct {
-	List srctlConfigList `cmd:"" help:"List configuration values, all or under a namespace."`
-	Get  srctlConfigGet  `cmd:"" help:"Show one configuration value."`
-	Set  srctlConfigSet  `cmd:"" help:"Create or replace a configuration value."`
-	Rm   srctlConfigRm   `cmd:"" help:"Remove a configuration value."`
+type cmdConfig struct {
+	List cmdConfigList `cmd:"" help:"List configuration values, all or under a namespace."`
+	Get  cmdConfigGet  `cmd:"" help:"Show one configuration value."`
+	Set  cmdConfigSet  `cmd:"" help:"Create or replace a configuration value."`
+	Rm   cmdConfigRm   `cmd:"" help:"Remove a configuration value."`
 }
 
-type srctlConfigList struct {
+type cmdConfigList struct {
 	Namespace string `arg:"" optional:"" name:"namespace" placeholder:"NAMESPACE/" help:"List only the values under this namespace and its sub-namespaces. The trailing slash is required: it is what makes an id a namespace."`
 }
 
-func (srctlConfigList) Help() string {
+func (cmdConfigList) Help() string {
 	return `Configuration ids are paths like /production/cassandra/listen_ip; the
 leading slash may be left out. A namespace ends in a slash.
 
@@ -195,43 +196,43 @@ Examples:
   srctl config list production/cassandra/`
 }
 
-type srctlConfigGet struct {
+type cmdConfigGet struct {
 	ID string `arg:"" name:"id" help:"Configuration id, e.g. production/cassandra/listen_ip (the leading slash is optional)."`
 }
 
-func (srctlConfigGet) Help() string {
+func (cmdConfigGet) Help() string {
 	return "Example:\n  srctl config get production/cassandra/listen_ip"
 }
 
-type srctlConfigSet struct {
+type cmdConfigSet struct {
 	ID    string `arg:"" name:"id" help:"Configuration id, e.g. production/cassandra/listen_ip (the leading slash is optional)."`
 	Value string `arg:"" name:"value" help:"The value, 1..1024 characters. Put -- before a value that starts with a dash."`
 }
 
-func (srctlConfigSet) Help() string {
+func (cmdConfigSet) Help() string {
 	return "Examples:\n  srctl config set production/cassandra/listen_ip 10.0.0.5\n  srctl config set /production/offset -- -1"
 }
 
-type srctlConfigRm struct {
+type cmdConfigRm struct {
 	ID string `arg:"" name:"id" help:"Configuration id, e.g. production/cassandra/listen_ip (the leading slash is optional)."`
 }
 
-func (srctlConfigRm) Help() string {
+func (cmdConfigRm) Help() string {
 	return "Example:\n  srctl config rm production/cassandra/listen_ip"
 }
 
-type srctlLimits struct{}
+type cmdLimits struct{}
 
-func (srctlLimits) Help() string { return "Example:\n  srctl limits --output json" }
+func (cmdLimits) Help() string { return "Example:\n  srctl limits --output json" }
 
-type srctlOverview struct{}
+type cmdOverview struct{}
 
-func (srctlOverview) Help() string {
+func (cmdOverview) Help() string {
 	return "One row per service, with its session; a session without services has a row of its own.\n\nExample:\n  srctl overview"
 }
 
-// SrctlConfig is a validated srctl command line.
-type SrctlConfig struct {
+// config is a validated srctl command line.
+type config struct {
 	// Command is the command's words, e.g. "services list", "config get",
 	// "limits".
 	Command string
@@ -247,21 +248,21 @@ type SrctlConfig struct {
 	After    string        // events follow --after
 	Interval time.Duration // events follow --interval
 
-	Output   string // "table" or OutputJSON
+	Output   string // "table" or outputJSON
 	Limit    int    // 0: all
 	PageSize int    // 0: the server's default
 
-	Connection *ResolvedConnection
+	Connection *cli.ResolvedConnection
 	Log        logging.Options
 }
 
-// ParseSrctl parses srctl's arguments (without the program name), as
-// ParseWrapper does: help and version come back as *ErrExit, anything
-// else wrong as an error naming the flag or argument and the rule, for
-// the caller to print and exit with ExitUsage.
-func ParseSrctl(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*SrctlConfig, error) {
-	var s srctl
-	kctx, err := parse(&s, "srctl", srctlDescription, kong.Vars{"registry_help": srctlRegistryHelp}, args, version, stdout, stderr)
+// parseArgs parses srctl's arguments (without the program name): help and
+// version come back as *cli.ErrExit, anything else wrong as an error
+// naming the flag or argument and the rule, for the caller to print and
+// exit with ExitUsage.
+func parseArgs(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*config, error) {
+	var s grammar
+	kctx, err := cli.Parse(&s, "srctl", srctlDescription, kong.Vars{"registry_help": srctlRegistryHelp}, args, version, stdout, stderr)
 	if err != nil {
 		// kong's messages ("expected \"<id>\"") do not say of which
 		// command: name the one it had reached.
@@ -270,7 +271,7 @@ func ParseSrctl(args []string, version buildinfo.Info, getenv func(string) strin
 				return nil, fmt.Errorf("%s: %w (see %s --help)", n.Path(), err, n.FullPath())
 			}
 		}
-		if _, ok := errors.AsType[*ErrExit](err); ok {
+		if _, ok := errors.AsType[*cli.ErrExit](err); ok {
 			return nil, err
 		}
 		return nil, fmt.Errorf("%w (see srctl --help)", err)
@@ -282,8 +283,8 @@ func ParseSrctl(args []string, version buildinfo.Info, getenv func(string) strin
 	return s.config(command, getenv)
 }
 
-func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig, error) {
-	cfg := &SrctlConfig{
+func (s *grammar) config(command string, getenv func(string) string) (*config, error) {
+	cfg := &config{
 		Command:  command,
 		Output:   s.Output,
 		Limit:    s.Limit,
@@ -310,13 +311,13 @@ func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig
 			id = s.Services.Rm.ID
 		}
 		if err := api.ValidateServiceID(id); err != nil {
-			return nil, fmt.Errorf("ID: %w", ruleOf(err))
+			return nil, fmt.Errorf("ID: %w", cli.RuleOf(err))
 		}
 		cfg.ID = id
 	case "sessions list", "limits", "overview":
 	case "sessions get":
 		if err := api.ValidateSessionID(s.Sessions.Get.ID); err != nil {
-			return nil, fmt.Errorf("ID: %w", ruleOf(err))
+			return nil, fmt.Errorf("ID: %w", cli.RuleOf(err))
 		}
 		cfg.ID = s.Sessions.Get.ID
 	case "events list":
@@ -324,7 +325,7 @@ func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig
 		if e.Since < 0 {
 			return nil, fmt.Errorf("--since: must be a positive duration such as 10m, got %s", e.Since)
 		}
-		if e.Since > MaxSinceWithoutMarker && e.Marker == "" {
+		if e.Since > maxSinceWithoutMarker && e.Marker == "" {
 			return nil, fmt.Errorf("--since: without --marker the feed holds only the last hour; got %s (give --marker to start further back)", e.Since)
 		}
 		cfg.Marker, cfg.Since = e.Marker, e.Since
@@ -335,7 +336,7 @@ func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig
 		}
 		cfg.After, cfg.Interval = f.After, f.Interval
 	case "config list":
-		if cfg.ID, err = ConfigNamespace(s.Config.List.Namespace); err != nil {
+		if cfg.ID, err = configNamespace(s.Config.List.Namespace); err != nil {
 			return nil, err
 		}
 	case "config get", "config rm", "config set":
@@ -346,17 +347,17 @@ func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig
 		case "config set":
 			raw = s.Config.Set.ID
 			if err := api.ValidateConfigurationValue(s.Config.Set.Value); err != nil {
-				return nil, fmt.Errorf("VALUE: %w", ruleOf(err))
+				return nil, fmt.Errorf("VALUE: %w", cli.RuleOf(err))
 			}
 			cfg.Value = s.Config.Set.Value
 		}
-		if cfg.ID, err = ConfigID(raw); err != nil {
+		if cfg.ID, err = configID(raw); err != nil {
 			return nil, err
 		}
 	default:
 		return nil, fmt.Errorf("%q: not a command; see srctl --help", command)
 	}
-	conn, err := s.SrctlConnection.Resolve(getenv)
+	conn, err := s.connection.resolve(getenv)
 	if err != nil {
 		return nil, err
 	}
@@ -367,10 +368,10 @@ func (s *srctl) config(command string, getenv func(string) string) (*SrctlConfig
 	return cfg, nil
 }
 
-// ConfigID turns a configuration id as typed on a command line (with or
+// configID turns a configuration id as typed on a command line (with or
 // without its leading slash) into the API's id, "/production/db_host", or
 // an error naming the rule it breaks.
-func ConfigID(raw string) (string, error) {
+func configID(raw string) (string, error) {
 	id := raw
 	if !strings.HasPrefix(id, "/") {
 		id = "/" + id
@@ -379,16 +380,16 @@ func ConfigID(raw string) (string, error) {
 		return "", fmt.Errorf("ID: %q ends in a slash, which makes it a namespace; list it with: srctl config list %s", raw, strings.TrimPrefix(id, "/"))
 	}
 	if err := api.ValidateConfigurationID(id); err != nil {
-		return "", fmt.Errorf("ID: %w", ruleOf(err))
+		return "", fmt.Errorf("ID: %w", cli.RuleOf(err))
 	}
 	return id, nil
 }
 
-// ConfigNamespace turns a namespace as typed on a command line into the
+// configNamespace turns a namespace as typed on a command line into the
 // API's form, "/production/", or "" for the whole configuration ("" or
 // "/"). The trailing slash is required, since the API reads an id without
 // it as a single value.
-func ConfigNamespace(raw string) (string, error) {
+func configNamespace(raw string) (string, error) {
 	if raw == "" || raw == "/" {
 		return "", nil
 	}
@@ -400,7 +401,7 @@ func ConfigNamespace(raw string) (string, error) {
 		return "", fmt.Errorf("NAMESPACE: %q must end in a slash (%s/) to name a namespace; for a single value use: srctl config get %s", raw, raw, raw)
 	}
 	if err := api.ValidateConfigurationID(ns); err != nil {
-		return "", fmt.Errorf("NAMESPACE: %w", ruleOf(err))
+		return "", fmt.Errorf("NAMESPACE: %w", cli.RuleOf(err))
 	}
 	return ns, nil
 }

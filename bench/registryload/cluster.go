@@ -5,7 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -161,7 +163,15 @@ func runCluster(o options) error {
 	if err != nil {
 		return err
 	}
-	hb, err := measure("heartbeats through the frontends", func() (result, error) { return phase(workers, o.duration, 0) })
+	hb, err := measure("heartbeats through the frontends", func() (result, error) {
+		if o.cpuprof != "" {
+			// The members' own profiles of this phase (etcd --enable-pprof).
+			for i, ep := range endpoints {
+				go fetchProfile(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", ep, int(o.duration/time.Second)-1), fmt.Sprintf("%s.etcd%d", o.cpuprof, i))
+			}
+		}
+		return phase(workers, o.duration, 0)
+	})
 	if err != nil {
 		return err
 	}
@@ -186,6 +196,23 @@ func runCluster(o options) error {
 		return fmt.Errorf("%d sessions lost", o.sessions-alive)
 	}
 	return nil
+}
+
+// fetchProfile saves the profile at url to path, or says why not.
+func fetchProfile(url, path string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "registryload: etcd profile:", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "registryload: etcd profile:", err)
+		return
+	}
+	defer f.Close()
+	_, _ = io.Copy(f, resp.Body)
 }
 
 func rate(r result) float64 { return float64(r.count) / r.elapsed.Seconds() }
@@ -224,7 +251,7 @@ func startEtcd(bin, dir string, n int) ([]member, []string, error) {
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", strings.Join(initial, ","),
 			"--initial-cluster-token", "registryload", "--initial-cluster-state", "new",
-			"--logger", "zap", "--log-level", "error")
+			"--logger", "zap", "--log-level", "error", "--enable-pprof")
 		log, err := os.Create(filepath.Join(dir, fmt.Sprintf("m%d.log", i)))
 		if err != nil {
 			return members, nil, err

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -105,7 +106,7 @@ func runCluster(o options) error {
 		sessions[i].tenant = i % o.tenants
 	}
 	start := time.Now()
-	if err := createSessions(workers, sessions, o.timeout); err != nil {
+	if err := createSessionsRetrying(workers, sessions, o.timeout); err != nil {
 		return err
 	}
 	fmt.Printf("created %d sessions in %s (%.0f/s)\n", o.sessions, time.Since(start).Round(time.Millisecond), float64(o.sessions)/time.Since(start).Seconds())
@@ -180,8 +181,16 @@ func runCluster(o options) error {
 		return err
 	}
 	rawRate := (rate(rawBefore) + rate(rawAfter)) / 2
-	fmt.Printf("heartbeats through the frontends: %.0f/s = %.0f %% of raw keep-alives (%.0f/s, mean of the two raw phases)\n",
-		rate(hb), 100*rate(hb)/rawRate, rawRate)
+	half := int(rawRate / 2)
+	fixed, err := measure(fmt.Sprintf("heartbeats through the frontends at a fixed %d/s (half the raw keep-alive rate)", half), func() (result, error) {
+		return phase(workers, o.duration, half)
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  latency, scheduled to reply:   %s (the generator's schedule slipped up to %s)\n", percentiles(fixed.lat), fixed.behind.Round(time.Microsecond))
+	fmt.Printf("heartbeats through the frontends: %.0f/s at saturation = %.0f %% of raw keep-alives (%.0f/s, mean of the two raw phases); %.0f/s held at the fixed rate of half\n",
+		rate(hb), 100*rate(hb)/rawRate, rawRate, rate(fixed))
 
 	alive := 0
 	for _, id := range tenants {
@@ -213,6 +222,38 @@ func fetchProfile(url, path string) {
 	}
 	defer f.Close()
 	_, _ = io.Copy(f, resp.Body)
+}
+
+// createSessionsRetrying is createSessions for a cluster, where a create
+// answered 503 (writers of one tenant on several frontends kept colliding
+// within the deadline, or etcd was slow) is sent again, as a client does.
+// It reports how many were.
+func createSessionsRetrying(workers []*worker, sessions []sess, timeout int) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(workers))
+	var retried atomic.Int64
+	for wi, w := range workers {
+		wg.Go(func() {
+			for i := wi; i < len(sessions); i += len(workers) {
+				for attempt := 0; ; attempt++ {
+					err := w.create(&sessions[i], timeout)
+					if err == nil {
+						break
+					}
+					if attempt == 5 || !strings.Contains(err.Error(), "status 503") {
+						errs[wi] = err
+						return
+					}
+					retried.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if n := retried.Load(); n > 0 {
+		fmt.Printf("(%d creates answered 503 and were sent again)\n", n)
+	}
+	return errors.Join(errs...)
 }
 
 func rate(r result) float64 { return float64(r.count) / r.elapsed.Seconds() }

@@ -2,11 +2,15 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -95,4 +99,72 @@ func TestUnreachableEtcdAtStartIsRetriedNotFatal(t *testing.T) {
 	if code, f := get("/readyz"); code != http.StatusOK {
 		t.Fatalf("/readyz %d %+v once etcd is up", code, f)
 	}
+}
+
+// --store takes the TLS and authentication flags of sr-wrapper's etcd
+// backend: a cluster that requires client certificates and a password is
+// served, and a wrong password is refused while the process keeps
+// serving /healthz.
+func TestStoreOverTLSWithAuthentication(t *testing.T) {
+	bin := registrytest.BuildBinary(t, registrytest.RegistryPackage)
+	files := etcdtest.NewTLSFiles(t)
+	c := etcdtest.Start(t, etcdtest.Options{TLS: files})
+	c.AddUser("registry", "s3cret", "/tls")
+	c.EnableAuth()
+	dir := t.TempDir()
+	good := filepath.Join(dir, "password")
+	if err := os.WriteFile(good, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsFlags := []string{"--etcd-cacert", files.CACert, "--etcd-cert", files.ClientCert, "--etcd-key", files.ClientKey, "--etcd-username", "registry"}
+	p := registrytest.StartProcess(t, bin, append([]string{"--store", c.URL("/tls"), "--etcd-password-file", good}, tlsFlags...)...)
+	id := p.Authenticate(t, "alice")
+	req, _ := http.NewRequest(http.MethodPost, id.TenantURL+"/sessions", strings.NewReader(`{"heartbeat_timeout":30}`))
+	req.Header.Set("X-Auth-Token", id.Token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("create a session over TLS with a password: %d", resp.StatusCode)
+	}
+	kvs, err := c.Client().Get(context.Background(), "/tls/registry/tenants/"+id.TenantID+"/meta")
+	if err != nil || len(kvs.Kvs) != 1 {
+		t.Fatalf("the tenant's meta key in etcd: %v %v", kvs, err)
+	}
+
+	// A wrong password: never ready, never a crash.
+	bad := filepath.Join(dir, "wrong")
+	if err := os.WriteFile(bad, []byte("wrong\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	logs := &lockedWriter{b: &strings.Builder{}}
+	_, err = registrytest.Launch(ctx, bin, logs, append([]string{"--store", c.URL("/tls"), "--etcd-password-file", bad}, tlsFlags...)...)
+	if err == nil {
+		t.Fatal("a frontend with a wrong etcd password became ready")
+	}
+	lw := logs.String()
+	if !strings.Contains(lw, "etcd store not ready yet, retrying") {
+		t.Fatalf("no retry logged with a wrong password (%v):\n%s", err, lw)
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	b  *strings.Builder
+}
+
+func (w *lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (w *lockedWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.String()
 }

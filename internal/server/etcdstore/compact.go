@@ -7,6 +7,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
@@ -47,6 +49,10 @@ func (s *Store) compactLoop() {
 			ctx, cancel := s.call(s.ctx)
 			_, err := s.cli.Compact(ctx, rev)
 			cancel()
+			if status.Code(unwrapGRPC(err)) == codes.PermissionDenied {
+				s.log.Warn("cannot compact etcd's history (the etcd user may not): let etcd do it with --auto-compaction-retention", zap.Error(err))
+				return
+			}
 			if err != nil {
 				s.logBackground("compact", err)
 			} else {

@@ -86,7 +86,10 @@ type Store struct {
 	opts        store.Options
 	keys        keys
 	callTimeout time.Duration
-	cli         *clientv3.Client
+	tls         *tls.Config
+	// cli is set by the bootstrap once it has connected (with a user, the
+	// client authenticates when it is made); calls use it only once ready.
+	cli *clientv3.Client
 
 	// ready is closed once the schema is checked and the expiry watch
 	// runs; bootErr is the last bootstrap failure, for Ready.
@@ -131,10 +134,6 @@ func Open(cfg Config) (*Store, error) {
 	if callTimeout <= 0 {
 		callTimeout = DefaultCallTimeout
 	}
-	cli, err := newClient(ec, tc, log)
-	if err != nil {
-		return nil, fmt.Errorf("open etcd store %s: %w", ec, err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
 		log:         log.With(zap.String("store", ec.String())),
@@ -142,7 +141,7 @@ func Open(cfg Config) (*Store, error) {
 		opts:        cfg.Store,
 		keys:        keys{root: ec.Prefix + "/registry"},
 		callTimeout: callTimeout,
-		cli:         cli,
+		tls:         tc,
 		ready:       make(chan struct{}),
 		ctx:         ctx,
 		cancel:      cancel,
@@ -155,8 +154,9 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// newClient makes the etcd client. It does not block: the connection is
-// made by the first call and redone by later ones.
+// newClient makes the etcd client. Without a user it does not block (the
+// connection is made by the first call and redone by later ones); with
+// one it authenticates, within the dial timeout.
 func newClient(ec etcdconf.Config, tc *tls.Config, log *zap.Logger) (*clientv3.Client, error) {
 	scheme := "http://"
 	if tc != nil {
@@ -223,6 +223,13 @@ func (s *Store) bootstrap(noCompaction bool) {
 // start checks the schema, syncs the index and starts its watch from the
 // revision the sync read, so that no heartbeat is missed in between.
 func (s *Store) start() error {
+	if s.cli == nil {
+		cli, err := newClient(s.cfg, s.tls, s.log)
+		if err != nil {
+			return fmt.Errorf("connect to etcd: %w", err)
+		}
+		s.cli = cli
+	}
 	ctx, cancel := s.call(s.ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(ctx).If(clientv3.Compare(clientv3.CreateRevision(s.keys.schema()), "=", 0)).
@@ -287,6 +294,9 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
 		s.bg.Wait()
+		if s.cli == nil {
+			return
+		}
 		if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
 			s.closeErr = fmt.Errorf("close etcd client: %w", err)
 		}

@@ -155,7 +155,12 @@ func (ix *index) run() {
 				// Removed, or a stale entry superseded by a newer one.
 			case t.deadline > now:
 				ix.push(t) // heartbeated since: wait for the new deadline
-			case !t.expiring:
+			case t.expiring:
+				// Due again while its last expiry is still in flight: look
+				// again once that one is answered.
+				t.deadline = now + int64(retryExpiryIn)
+				ix.push(t)
+			default:
 				t.queued = 0
 				t.expiring = true
 				due = append(due, t)

@@ -44,10 +44,10 @@ type index struct {
 	s    *Store
 	base time.Time // origin of the monotonic clock of deadlines
 
-	mu      sync.Mutex
-	m       map[string]*tracked // by chain key
-	h       expiryHeap
-	wake    chan struct{}
+	mu   sync.Mutex
+	m    map[string]*tracked // by chain key
+	h    expiryHeap
+	wake chan struct{}
 }
 
 // tracked is one session's chain key as the index last saw it.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/url"
 	"reflect"
@@ -889,4 +890,37 @@ func (r *slowReader) Read(p []byte) (int, error) {
 	}
 	r.n -= k
 	return k, nil
+}
+
+// GET /healthz says the process serves, GET /readyz that its store
+// answers: 200 on both stores, without a token; /readyz is 503 once the
+// store is closed.
+func TestHealthAndReadinessForLoadBalancers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st storeKind) {
+		srv := st.newServer(t, server.Config{Dev: true})
+		h := srv.Handler()
+		get := func(path string) int {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			return rec.Code
+		}
+		if got := get("/healthz"); got != http.StatusOK {
+			t.Fatalf("/healthz %d", got)
+		}
+		if got := get("/readyz"); got != http.StatusOK {
+			t.Fatalf("/readyz %d", got)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/readyz", nil))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Fatalf("POST /readyz %d, want 405", rec.Code)
+		}
+		srv.Close()
+		if got := get("/readyz"); got != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz after Close %d, want 503", got)
+		}
+		if got := get("/healthz"); got != http.StatusOK {
+			t.Fatalf("/healthz after Close %d: the process still serves", got)
+		}
+	})
 }

@@ -31,6 +31,7 @@ type Wrapper struct {
 	StopTimeout time.Duration `name:"stop-timeout" default:"10s" placeholder:"DURATION" help:"How long the child may take to exit after the stop signal before its process group gets SIGKILL. Default: ${default}."`
 	DrainDelay  time.Duration `name:"drain-delay" default:"0s" placeholder:"DURATION" help:"On TERM/INT/QUIT, deregister first, wait this long for clients to move away, then forward the signal. 0: deregister and forward at once."`
 	SignalGroup bool          `name:"signal-group" help:"Forward signals to the child's whole process group instead of the child alone."`
+	KillMode    string        `name:"kill-mode" default:"group" enum:"group,process" placeholder:"group|process" help:"What must not outlive the child. group: once it has exited, what is left of its process group (with --subreaper or as PID 1, every descendant) gets the stop signal, and SIGKILL when --stop-timeout ends, before the wrapper exits. process: the child alone; what it leaves runs on. Default: ${default}."`
 	Subreaper   bool          `name:"subreaper" help:"Adopt and reap orphaned descendants (PR_SET_CHILD_SUBREAPER), as PID 1 always does."`
 
 	CheckHTTP     string        `name:"check-http" group:"health" placeholder:"URL" help:"Register the service only while GET URL answers 2xx or 3xx."`
@@ -55,6 +56,12 @@ const (
 	ExitAbort = 100
 )
 
+// Values of --kill-mode.
+const (
+	KillModeGroup   = "group"
+	KillModeProcess = "process"
+)
+
 // Bounds of the stop flags.
 const (
 	maxStopTimeout = 24 * time.Hour
@@ -75,6 +82,7 @@ type WrapperConfig struct {
 	StopTimeout time.Duration
 	DrainDelay  time.Duration
 	SignalGroup bool
+	KillMode    string // KillModeGroup or KillModeProcess
 	Subreaper   bool
 
 	Log logging.Options
@@ -137,6 +145,14 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	if w.DrainDelay < 0 || w.DrainDelay > maxDrainDelay {
 		return nil, fmt.Errorf("--drain-delay: must be between 0 and %s, got %s", maxDrainDelay, w.DrainDelay)
 	}
+	killMode := w.KillMode
+	switch killMode {
+	case "":
+		killMode = KillModeGroup
+	case KillModeGroup, KillModeProcess:
+	default:
+		return nil, fmt.Errorf("--kill-mode: want %s or %s, got %q", KillModeGroup, KillModeProcess, w.KillMode)
+	}
 	logOpts := logging.Options{Format: w.LogFormat, Level: w.LogLevel}
 	if conn.Debug {
 		logOpts.Level = "debug"
@@ -164,6 +180,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		StopTimeout:     w.StopTimeout,
 		DrainDelay:      w.DrainDelay,
 		SignalGroup:     w.SignalGroup,
+		KillMode:        killMode,
 		Subreaper:       w.Subreaper,
 		Log:             logOpts,
 		Check:           check,

@@ -116,3 +116,29 @@ func TestIntervalFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestKillModeFlag(t *testing.T) {
+	for _, tt := range []struct {
+		flags   []string
+		want    string
+		wantErr string
+	}{
+		{nil, KillModeGroup, ""},
+		{[]string{"--kill-mode=group"}, KillModeGroup, ""},
+		{[]string{"--kill-mode=process"}, KillModeProcess, ""},
+		{[]string{"--kill-mode=mixed"}, "", `--kill-mode must be one of "group","process" but got "mixed"`},
+	} {
+		cfg, err := parseWrapper(t, nil, tt.flags...)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("%q: error %v, want one containing %q", tt.flags, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", tt.flags, err)
+		} else if cfg.KillMode != tt.want {
+			t.Errorf("%q: kill mode %q, want %q", tt.flags, cfg.KillMode, tt.want)
+		}
+	}
+}

@@ -67,6 +67,9 @@ type Config struct {
 	DrainDelay time.Duration
 	// SignalGroup sends forwarded signals to the child's process group.
 	SignalGroup bool
+	// KillMode says what else must not outlive the child; the zero value
+	// is KillGroup.
+	KillMode KillMode
 	// Subreaper makes the wrapper adopt and reap orphaned descendants;
 	// as PID 1 it does so anyway.
 	Subreaper bool
@@ -109,6 +112,9 @@ const (
 	// stopSent: the child has been asked to stop (and is killed after the
 	// stop timeout).
 	stopSent
+	// exited: the child has exited; what it left behind is being
+	// stopped and the service deregistered.
+	exited
 )
 
 // run is the state of one Run: everything is owned by the loop goroutine,
@@ -128,7 +134,12 @@ type run struct {
 	stopSignal syscall.Signal // for the child, once stopping
 	drainTimer *time.Timer    // set while draining
 	stopDone   chan StopResult
+	stopSentAt time.Time // when the child was asked to stop
 	aborted    bool
+
+	reapsOrphans  bool
+	leftoversDone chan leftoverResult // set while what the child left is stopped
+	hurry         chan struct{}       // closed to kill the leftovers at once
 
 	companionsCancel context.CancelFunc
 	companions       sync.WaitGroup
@@ -189,6 +200,7 @@ func (r *run) run(ctx context.Context) int {
 		return code
 	}
 	r.child = child
+	r.reapsOrphans = reaper.ReapsOrphans()
 	sub.AddRealtime() // after the start: it costs the child nothing here
 	r.log.Info("child started", zap.Int("pid", child.Pid()), zap.Strings("command", r.cfg.Child.Argv),
 		zap.Bool("reaps_orphans", reaper.ReapsOrphans()))
@@ -211,8 +223,11 @@ func (r *run) run(ctx context.Context) int {
 		}()
 	}
 
-	ctxDone := ctx.Done()
+	ctxDone, childDone := ctx.Done(), child.Done()
 	for {
+		if r.phase == exited && r.stopDone == nil && r.deregDone == nil && r.leftoversDone == nil {
+			return r.finish()
+		}
 		var drain, readyTimeout <-chan time.Time
 		if r.drainTimer != nil {
 			drain = r.drainTimer.C
@@ -246,8 +261,12 @@ func (r *run) run(ctx context.Context) int {
 		case res := <-r.stopDone:
 			r.stopDone = nil
 			r.logStopResult(res)
-		case <-child.Done():
-			return r.finish()
+		case res := <-r.leftoversDone:
+			r.leftoversDone = nil
+			r.logLeftovers(res)
+		case <-childDone:
+			childDone, ctxDone = nil, nil
+			r.onChildExit()
 		}
 	}
 }
@@ -257,6 +276,14 @@ func (r *run) onSignal(sig os.Signal) {
 	switch {
 	case !signals.IsStop(sig):
 		r.forward(s)
+	case r.phase == exited:
+		// A second stop signal, after the child's exit, means "now" for
+		// what it left behind; the first is forwarded to them already.
+		if r.hurry != nil {
+			r.l().Info("stop signal while stopping what the child left behind; killing it now", zap.String("signal", signals.Name(s)))
+			close(r.hurry)
+			r.hurry = nil
+		}
 	case r.phase == running:
 		// It also deregisters, so that no client is sent to a program
 		// on its way out.
@@ -369,6 +396,7 @@ func (r *run) sendStop() {
 	r.phase = stopSent
 	sig := r.stopSignal
 	r.l().Info("asking the child to stop", zap.String("signal", signals.Name(sig)), zap.Duration("stop_timeout", r.cfg.StopTimeout))
+	r.stopSentAt = time.Now()
 	stopDone := make(chan StopResult, 1)
 	r.stopDone = stopDone
 	child, group, timeout := r.child, r.cfg.SignalGroup, r.cfg.StopTimeout
@@ -424,14 +452,21 @@ func (r *run) logStopResult(res StopResult) {
 	}
 }
 
-// finish runs once the child has exited: deregister if not done yet, and
-// compute the exit status.
-func (r *run) finish() int {
+// onChildExit starts what must follow the child's exit, in the
+// background: deregistration, if stopping has not begun it already, and
+// stopping what the child left behind. The loop goes on until both have
+// ended.
+func (r *run) onChildExit() {
 	status, _ := r.child.ExitStatus()
 	r.l().Info("child exited", zap.Int("pid", r.child.Pid()), zap.Stringer("status", status), zap.Int("exit_code", status.Code))
 	r.companionsCancel()
 	if r.drainTimer != nil {
 		r.drainTimer.Stop()
+		r.drainTimer = nil
+	}
+	if r.readyTimer != nil {
+		r.readyTimer.Stop()
+		r.readyTimer = nil
 	}
 	if r.phase == running {
 		if r.cfg.Hooks.Stopping != nil {
@@ -439,16 +474,59 @@ func (r *run) finish() int {
 		}
 		r.startDeregister()
 	}
-	if r.stopDone != nil {
-		// StopChild returns as soon as the child has exited, and only
-		// then: wait for it, or the child's exit wins the race and a
-		// SIGKILL after the stop timeout goes unlogged.
-		r.logStopResult(<-r.stopDone)
-		r.stopDone = nil
+	stopped := r.phase == stopSent
+	r.phase = exited
+	if r.cfg.KillMode == KillGroup {
+		r.startLeftovers(stopped)
 	}
-	if r.deregDone != nil {
-		r.logDeregistered(<-r.deregDone)
+}
+
+// startLeftovers stops what the child left behind (see KillGroup) with
+// the stop signal and kills it when the stop timeout ends: the timeout
+// that began with the child's stop signal, when it had one, so that
+// --stop-timeout bounds the whole stop; else the one that begins now.
+func (r *run) startLeftovers(stopped bool) {
+	l := &leftovers{pgid: r.child.Pid(), tree: r.reapsOrphans, pid1: os.Getpid() == 1, self: os.Getpid(), proc: "/proc"}
+	deadline, sig := time.Now().Add(r.cfg.StopTimeout), r.cfg.StopSignal
+	if stopped {
+		// The signal the child had: INT after a ^C, say.
+		deadline, sig = r.stopSentAt.Add(r.cfg.StopTimeout), r.stopSignal
 	}
+	// With --signal-group the group had the stop signal with the child.
+	groupSignalled := stopped && r.cfg.SignalGroup
+	log := r.l()
+	done := make(chan leftoverResult, 1)
+	r.leftoversDone, r.hurry = done, make(chan struct{})
+	hurry := r.hurry
+	go func() {
+		// Bounded beyond the deadline: after SIGKILL only a process in
+		// uninterruptible sleep stays, and stopLeftovers gives up on it.
+		ctx, cancel := context.WithDeadline(context.Background(), deadline.Add(time.Minute))
+		defer cancel()
+		done <- stopLeftovers(ctx, l, sig, groupSignalled, deadline, hurry, func(n int) {
+			fields := []zap.Field{zap.String("signal", signals.Name(sig)), zap.Duration("kill_after", time.Until(deadline).Round(time.Millisecond))}
+			if n >= 0 {
+				fields = append(fields, zap.Int("processes", n))
+			}
+			log.Info("stopping what the child left behind", fields...)
+		})
+	}()
+}
+
+func (r *run) logLeftovers(res leftoverResult) {
+	r.hurry = nil
+	if res.Killed {
+		r.l().Warn("killed what the child left behind: it outlived the stop timeout", zap.Duration("stop_timeout", r.cfg.StopTimeout))
+	}
+	if res.Remaining {
+		r.l().Warn("processes the child left behind are still there after SIGKILL; exiting without them")
+	}
+}
+
+// finish runs once the child has exited and everything that follows has
+// ended, and computes the exit status.
+func (r *run) finish() int {
+	status, _ := r.child.ExitStatus()
 	r.companions.Wait()
 	if r.aborted {
 		return r.cfg.AbortExitCode

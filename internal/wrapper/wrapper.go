@@ -89,6 +89,7 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		StopTimeout:   cfg.StopTimeout,
 		DrainDelay:    cfg.DrainDelay,
 		SignalGroup:   cfg.SignalGroup,
+		KillMode:      killMode(cfg.KillMode),
 		Subreaper:     cfg.Subreaper,
 		AbortExitCode: cli.ExitAbort,
 		ReadyTimeout:  readyTimeout,
@@ -96,6 +97,13 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		Hooks:         systemdHooks(notifier, svcLog),
 		Logger:        svcLog,
 	})
+}
+
+func killMode(mode string) supervisor.KillMode {
+	if mode == cli.KillModeProcess {
+		return supervisor.KillProcess
+	}
+	return supervisor.KillGroup
 }
 
 // childEnv is the wrapper's environment without its secrets, plus the

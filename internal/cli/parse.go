@@ -49,9 +49,11 @@ func ParseWrapper(args []string, version buildinfo.Info, getenv func(string) str
 		"check_rise":     strconv.Itoa(health.DefaultRise),
 		"check_fall":     strconv.Itoa(health.DefaultFall),
 	}
-	if _, err := Parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr); err != nil {
+	ctx, err := Parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr)
+	if err != nil {
 		return nil, err
 	}
+	w.given = givenFlags(ctx)
 	return w.Wrapper.Config(getenv)
 }
 
@@ -100,3 +102,15 @@ func Parse(target any, name, description string, vars kong.Vars, args []string, 
 }
 
 type exitSentinel struct{}
+
+// givenFlags names the flags given on the command line, not those that
+// got their value from a default or the environment.
+func givenFlags(ctx *kong.Context) map[string]bool {
+	given := map[string]bool{}
+	for _, p := range ctx.Path {
+		if p.Flag != nil && !p.Resolved {
+			given[p.Flag.Name] = true
+		}
+	}
+	return given
+}

@@ -23,7 +23,7 @@ type Wrapper struct {
 	SessionMetadata []string `name:"session-metadata" sep:"none" placeholder:"KEY=VALUE,..." help:"Comma-separated session metadata, same rules as --metadata; repeatable."`
 	Interval        int      `name:"interval" short:"i" default:"30" placeholder:"SECONDS" help:"Heartbeat timeout of the session in seconds, 3..30: the service disappears this long after the wrapper stops heartbeating. Default: ${default}."`
 	AbortOnFailure  bool     `name:"abort-on-failure" help:"Stop the child (stop signal, grace, KILL) and exit 100 when registration fails for good or a lost session cannot be recovered. Without it, registry failures never stop the child."`
-	Retries         int      `name:"retries" default:"0" placeholder:"N" help:"Give up registering after N failed attempts in a row (0: never give up)."`
+	Retries         int      `name:"retries" default:"0" placeholder:"N" help:"Give up registering after N failed attempts in a row, however long they take. 0: never, or with --abort-on-failure after one heartbeat timeout without success."`
 
 	Connection `embed:""`
 
@@ -37,8 +37,8 @@ type Wrapper struct {
 	CheckHTTP     string        `name:"check-http" group:"health" placeholder:"URL" help:"Register the service only while GET URL answers 2xx or 3xx."`
 	CheckTCP      string        `name:"check-tcp" group:"health" placeholder:"HOST:PORT" help:"Register the service only while HOST:PORT accepts TCP connections."`
 	CheckCmd      string        `name:"check-cmd" group:"health" placeholder:"'COMMAND ARGS'" help:"Register the service only while COMMAND exits 0. Run without a shell (quotes work as in sh); use \"sh -c '...'\" for pipes or variables."`
-	CheckInterval time.Duration `name:"check-interval" group:"health" default:"${check_interval}" placeholder:"DURATION" help:"Time between health checks. Default: ${default}."`
-	CheckTimeout  time.Duration `name:"check-timeout" group:"health" default:"${check_timeout}" placeholder:"DURATION" help:"A check that takes longer fails. Default: ${default}."`
+	CheckInterval time.Duration `name:"check-interval" group:"health" default:"${check_interval}" placeholder:"DURATION" help:"Time between health checks. Default: ${default}, or --check-timeout when that is longer."`
+	CheckTimeout  time.Duration `name:"check-timeout" group:"health" default:"${check_timeout}" placeholder:"DURATION" help:"A check that takes longer fails; at most --check-interval. Default: ${default}, or --check-interval when that is shorter."`
 	CheckRise     int           `name:"check-rise" group:"health" default:"${check_rise}" placeholder:"N" help:"Passes in a row that make the service healthy (registered). Default: ${default}."`
 	CheckFall     int           `name:"check-fall" group:"health" default:"${check_fall}" placeholder:"N" help:"Failures in a row that make it unhealthy (deregistered; the child keeps running). Default: ${default}."`
 
@@ -46,6 +46,11 @@ type Wrapper struct {
 	LogLevel  string `name:"log-level" default:"info" enum:"debug,info,warn,error" help:"Minimum level of log lines."`
 
 	Command []string `arg:"" optional:"" name:"command" passthrough:"" placeholder:"COMMAND [ARGS...]" help:"The program to run and its arguments. Put -- before it when it takes flags of its own."`
+
+	// given names the flags given on the command line (ParseWrapper
+	// fills it in): a default that depends on another flag follows what
+	// the user set, and only two flags the user set can conflict.
+	given map[string]bool `kong:"-"`
 }
 
 // Exit statuses of the wrapper itself, for a bad command line and for
@@ -154,8 +159,15 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		return nil, fmt.Errorf("--kill-mode: want %s or %s, got %q", KillModeGroup, KillModeProcess, w.KillMode)
 	}
 	logOpts := logging.Options{Format: w.LogFormat, Level: w.LogLevel}
-	if conn.Debug {
+	switch {
+	case !conn.Debug:
+	case !w.given["log-level"]:
 		logOpts.Level = "debug"
+	case w.given["debug"] && w.LogLevel != "debug":
+		return nil, fmt.Errorf("--debug and --log-level=%s: --debug logs every transaction at debug level, which --log-level=%s hides; give one of them", w.LogLevel, w.LogLevel)
+	default:
+		// SR_DEBUG, from the environment, yields to an explicit
+		// --log-level.
 	}
 	command := w.Command
 	if len(command) > 0 && command[0] == "--" {
@@ -188,14 +200,27 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	}, nil
 }
 
-// check validates the health-check flags, if any is given.
+// check validates the health-check flags, if any is given. Of the
+// interval and the timeout, which must not exceed it, the one left to its
+// default follows the one given: --check-interval 500ms alone means a
+// 500ms timeout, --check-timeout 10s alone a 10s interval.
 func (w *Wrapper) check() (*health.Spec, error) {
 	if w.CheckHTTP == "" && w.CheckTCP == "" && w.CheckCmd == "" {
+		for _, f := range []string{"check-interval", "check-timeout", "check-rise", "check-fall"} {
+			if w.given[f] {
+				return nil, fmt.Errorf("--%s: applies only with a check: --check-http, --check-tcp or --check-cmd", f)
+			}
+		}
 		return nil, nil
 	}
-	spec := &health.Spec{HTTP: w.CheckHTTP, TCP: w.CheckTCP, Command: w.CheckCmd, Timing: health.Timing{
-		Interval: w.CheckInterval, Timeout: w.CheckTimeout, Rise: w.CheckRise, Fall: w.CheckFall,
-	}}
+	timing := health.Timing{Interval: w.CheckInterval, Timeout: w.CheckTimeout, Rise: w.CheckRise, Fall: w.CheckFall}
+	switch intervalGiven, timeoutGiven := w.given["check-interval"], w.given["check-timeout"]; {
+	case intervalGiven && !timeoutGiven && timing.Interval > 0:
+		timing.Timeout = min(timing.Timeout, timing.Interval)
+	case timeoutGiven && !intervalGiven:
+		timing.Interval = max(timing.Interval, timing.Timeout)
+	}
+	spec := &health.Spec{HTTP: w.CheckHTTP, TCP: w.CheckTCP, Command: w.CheckCmd, Timing: timing}
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}

@@ -142,3 +142,68 @@ func TestKillModeFlag(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultsFollowTheFlagsGiven: a flag whose default depends on
+// another follows the value the user gave that other flag; only two flags
+// the user set can conflict, and the error names both.
+func TestDefaultsFollowTheFlagsGiven(t *testing.T) {
+	const tcp = "--check-tcp=127.0.0.1:80"
+	timing := func(interval, timeout time.Duration) *health.Timing {
+		return &health.Timing{Interval: interval, Timeout: timeout, Rise: health.DefaultRise, Fall: health.DefaultFall}
+	}
+	tests := []struct {
+		name       string
+		flags      []string
+		env        map[string]string // the process environment, as kong reads it
+		wantTiming *health.Timing    // nil: not checked
+		wantLevel  string            // "": not checked
+		wantErr    string
+	}{
+		{name: "check defaults", flags: []string{tcp}, wantTiming: timing(health.DefaultInterval, health.DefaultTimeout)},
+		{name: "short interval: the timeout follows", flags: []string{tcp, "--check-interval=500ms"}, wantTiming: timing(500*time.Millisecond, 500*time.Millisecond)},
+		{name: "long interval: the timeout keeps its default", flags: []string{tcp, "--check-interval=10s"}, wantTiming: timing(10*time.Second, health.DefaultTimeout)},
+		{name: "long timeout: the interval follows", flags: []string{tcp, "--check-timeout=10s"}, wantTiming: timing(10*time.Second, 10*time.Second)},
+		{name: "short timeout: the interval keeps its default", flags: []string{tcp, "--check-timeout=1s"}, wantTiming: timing(health.DefaultInterval, time.Second)},
+		{name: "both given, consistent", flags: []string{tcp, "--check-interval=1s", "--check-timeout=500ms"}, wantTiming: timing(time.Second, 500*time.Millisecond)},
+		{name: "both given, equal", flags: []string{tcp, "--check-interval=1s", "--check-timeout=1s"}, wantTiming: timing(time.Second, time.Second)},
+		{name: "both given, conflicting", flags: []string{tcp, "--check-interval=2s", "--check-timeout=3s"},
+			wantErr: "--check-timeout (3s) must not be longer than --check-interval (2s)"},
+		{name: "zero interval is still an error", flags: []string{tcp, "--check-interval=0s"}, wantErr: "--check-interval must be more than 0"},
+		{name: "zero timeout is still an error", flags: []string{tcp, "--check-timeout=0s"}, wantErr: "--check-timeout must be more than 0"},
+		{name: "check timing without a check", flags: []string{"--check-interval=500ms"},
+			wantErr: "--check-interval: applies only with a check: --check-http, --check-tcp or --check-cmd"},
+		{name: "check rise without a check", flags: []string{"--check-rise=2"}, wantErr: "--check-rise: applies only with a check"},
+
+		{name: "log level default", wantLevel: "info"},
+		{name: "--debug: the level follows", flags: []string{"--debug"}, wantLevel: "debug"},
+		{name: "SR_DEBUG: the level follows", env: map[string]string{"SR_DEBUG": "1"}, wantLevel: "debug"},
+		{name: "--log-level alone", flags: []string{"--log-level=warn"}, wantLevel: "warn"},
+		{name: "--debug with --log-level=debug", flags: []string{"--debug", "--log-level=debug"}, wantLevel: "debug"},
+		{name: "SR_DEBUG yields to --log-level", flags: []string{"--log-level=warn"}, env: map[string]string{"SR_DEBUG": "1"}, wantLevel: "warn"},
+		{name: "--debug and --log-level=warn conflict", flags: []string{"--debug", "--log-level=warn"},
+			wantErr: "--debug and --log-level=warn: --debug logs every transaction at debug level, which --log-level=warn hides; give one of them"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			cfg, err := parseWrapper(t, nil, tt.flags...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("%q: error %v, want one containing %q", tt.flags, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", tt.flags, err)
+			}
+			if tt.wantTiming != nil && (cfg.Check == nil || cfg.Check.Timing != *tt.wantTiming) {
+				t.Errorf("%q: check %+v, want timing %+v", tt.flags, cfg.Check, *tt.wantTiming)
+			}
+			if tt.wantLevel != "" && cfg.Log.Level != tt.wantLevel {
+				t.Errorf("%q: log level %q, want %q", tt.flags, cfg.Log.Level, tt.wantLevel)
+			}
+		})
+	}
+}

@@ -339,7 +339,7 @@ func TestGivingUp(t *testing.T) {
 		call        string // that fails
 		fail        func(int) error
 		wantCalls   int           // CreateSession or Register calls; 0: not checked
-		wantAfter   time.Duration // gave up exactly then
+		wantAfter   time.Duration // gave up exactly then; -1 within one timeout, -2 after it, -3 after heldBudget
 		wantInError string
 	}{
 		{name: "permanent error", call: "create", fail: func(int) error { return permanent("403 forbiddenError") },
@@ -352,6 +352,12 @@ func TestGivingUp(t *testing.T) {
 			wantAfter: ttl, wantInError: "register service"},
 		{name: "id held for longer than any timeout", call: "register", fail: func(int) error { return registry.ErrServiceExists },
 			wantAfter: heldBudget, wantInError: "still held by another session"},
+		// --retries, when given, is the bound: the time limits are the
+		// defaults that stand in for it, and must not cut it short.
+		{name: "retries outlast one timeout", retries: 10, call: "create", fail: func(int) error { return errDown },
+			wantCalls: 10, wantAfter: -2, wantInError: "10 attempts in a row failed (--retries)"},
+		{name: "retries outlast the wait for a held id", retries: 40, call: "register", fail: func(int) error { return registry.ErrServiceExists },
+			wantCalls: 40, wantAfter: -3, wantInError: "40 attempts in a row failed (--retries)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,8 +372,12 @@ func TestGivingUp(t *testing.T) {
 					t.Fatalf("event %v, want GaveUp with ErrGaveUp and %q", e, tt.wantInError)
 				}
 				switch {
-				case tt.wantAfter < 0 && took >= ttl:
+				case tt.wantAfter == -1 && took >= ttl:
 					t.Errorf("gave up after %s, want before one timeout (%s)", took, ttl)
+				case tt.wantAfter == -2 && took <= ttl:
+					t.Errorf("gave up after %s, want after one timeout (%s)", took, ttl)
+				case tt.wantAfter == -3 && took <= heldBudget:
+					t.Errorf("gave up after %s, want after %s", took, heldBudget)
 				case tt.wantAfter >= 0 && took != tt.wantAfter:
 					t.Errorf("gave up after %s, want %s", took, tt.wantAfter)
 				}

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs the Debian packages that the integration tests drive for real
 # (supervisord for the supervisord test, util-linux's unshare for the PID 1
-# tests, Node.js and npm for the old Node.js clients of
+# tests, iproute2 for internal/hostaddr's network namespace test, git for
+# internal/buildinfo's build of a fresh repository, Node.js and npm for the old Node.js clients of
 # internal/server/oldclients_test.go), when they are missing. Go fetches
 # everything else itself, and that test installs the npm packages it pins
 # (testdata/oldclients); tini, the benchmarks' baseline, is installed by
@@ -10,6 +11,8 @@ set -eu
 need=""
 command -v unshare >/dev/null 2>&1 || need="$need util-linux"
 command -v supervisord >/dev/null 2>&1 || need="$need supervisor"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v git >/dev/null 2>&1 || need="$need git"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
 [ -z "$need" ] && exit 0

@@ -1,7 +1,10 @@
 // Package sdnotify speaks systemd's notification protocol (sd_notify(3)):
 // datagrams such as "READY=1" sent to the socket named by NOTIFY_SOCKET.
 // It lets a unit with Type=notify know when the wrapped service is
-// registered, and when it is stopping.
+// registered, and when it is stopping, and it reads the watchdog a unit
+// with WatchdogSec= asks for (WATCHDOG_USEC, WATCHDOG_PID) and sends its
+// pings. Keeping the pings coming, and keeping the protocol's variables
+// from the child (StripEnv), is the caller's part.
 //
 // It is a client only, with no dependency on libsystemd; outside systemd
 // (no NOTIFY_SOCKET) every call is a no-op.

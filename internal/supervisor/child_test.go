@@ -36,6 +36,10 @@ func TestMain(m *testing.M) {
 		fakeproc = os.Getenv(fakeprocEnv)
 		os.Exit(runHelper(h))
 	}
+	handleIgnoredSignals()
+	if fakeproc = os.Getenv(fakeprocEnv); fakeproc != "" {
+		os.Exit(m.Run()) // a copy of the tests, given the parent's build
+	}
 	dir, err := os.MkdirTemp("", "supervisor-test-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -167,6 +171,10 @@ func TestChildExitStatusMatrix(t *testing.T) {
 		{"killed by SIGKILL", []string{"--kill-self", "KILL"}, 128 + 9, "killed by SIGKILL"},
 		{"killed by SIGSEGV", []string{"--kill-self", "SEGV"}, 128 + 11, "killed by SIGSEGV"},
 		{"killed by SIGABRT", []string{"--kill-self", "ABRT"}, 128 + 6, "killed by SIGABRT"},
+		// Ignored when go test runs under nohup or as a script's
+		// background job, unless TestMain sees to it.
+		{"killed by SIGHUP", []string{"--kill-self", "HUP"}, 128 + 1, "killed by SIGHUP"},
+		{"killed by SIGINT", []string{"--kill-self", "INT"}, 128 + 2, "killed by SIGINT"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

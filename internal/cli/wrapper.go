@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"syscall"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/health"
+	"github.com/sr-wrapper/sr-wrapper/internal/hostaddr"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
 )
@@ -20,6 +22,8 @@ type Wrapper struct {
 	ID              string   `name:"id" required:"" placeholder:"ID" help:"Service id to register, unique in the account: 3..65 of a-z 0-9 _ - . (required)."`
 	Tags            []string `name:"tags" short:"t" sep:"none" placeholder:"TAG,..." help:"Comma-separated service tags (at most 10, 1..55 characters each); repeatable. Escape a comma in a tag as \\,."`
 	Metadata        []string `name:"metadata" short:"m" sep:"none" placeholder:"KEY=VALUE,..." help:"Comma-separated service metadata (at most 20 entries, 1..255 characters each); repeatable."`
+	AdvertiseIP     string   `name:"advertise-ip" placeholder:"SELECTOR" help:"Put ip=<this host's address> in the service metadata: auto (the interface of the default route), auto:ipv6, an interface (eth0, eth0:ipv6) or a CIDR (10.0.0.0/8, first match). Looked up at each registration; while nothing matches, registration is retried. An explicit --metadata ip=... wins."`
+	AdvertisePort   int      `name:"advertise-port" placeholder:"PORT" help:"Put port=PORT (1..65535) in the service metadata. An explicit --metadata port=... wins."`
 	SessionMetadata []string `name:"session-metadata" sep:"none" placeholder:"KEY=VALUE,..." help:"Comma-separated session metadata, same rules as --metadata; repeatable."`
 	Interval        int      `name:"interval" short:"i" default:"30" placeholder:"SECONDS" help:"Heartbeat timeout of the session in seconds, 3..30: the service disappears this long after the wrapper stops heartbeating. Default: ${default}."`
 	AbortOnFailure  bool     `name:"abort-on-failure" help:"Stop the child (stop signal, grace, KILL) and exit 100 when registration fails for good or a lost session cannot be recovered. Without it, registry failures never stop the child."`
@@ -75,7 +79,11 @@ const (
 
 // WrapperConfig is a validated Wrapper command line.
 type WrapperConfig struct {
-	Service         api.Service // ID, Tags, Metadata (SessionID empty)
+	Service api.Service // ID, Tags, Metadata (SessionID empty)
+	// AdvertiseIP selects the address the service's ip= metadata gets at
+	// each registration; zero without --advertise-ip, or when --metadata
+	// gives ip= itself.
+	AdvertiseIP     hostaddr.Selector
 	SessionMetadata map[string]string
 	TTL             time.Duration
 	AbortOnFailure  bool
@@ -122,6 +130,10 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	}
 	if err := api.ValidateMetadata("metadata", md); err != nil {
 		return nil, fmt.Errorf("--metadata: %w", err)
+	}
+	md, advertiseIP, err := w.advertise(md)
+	if err != nil {
+		return nil, err
 	}
 	smd, err := ParseKeyValues(w.SessionMetadata)
 	if err != nil {
@@ -183,6 +195,7 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 	}
 	return &WrapperConfig{
 		Service:         api.Service{ID: w.ID, Tags: tags, Metadata: md},
+		AdvertiseIP:     advertiseIP,
 		SessionMetadata: smd,
 		TTL:             time.Duration(w.Interval) * time.Second,
 		AbortOnFailure:  w.AbortOnFailure,
@@ -198,6 +211,58 @@ func (w *Wrapper) Config(getenv func(string) string) (*WrapperConfig, error) {
 		Check:           check,
 		Command:         command,
 	}, nil
+}
+
+// Metadata keys that --advertise-ip and --advertise-port fill in.
+const (
+	MetadataIP   = "ip"
+	MetadataPort = "port"
+)
+
+// longestIP stands in for the address --advertise-ip will find, so that
+// validation sees the metadata the registry will get.
+const longestIP = "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255"
+
+// advertise validates --advertise-ip and --advertise-port and adds the
+// port to md. A key --metadata gives itself wins, as the more specific.
+func (w *Wrapper) advertise(md map[string]string) (map[string]string, hostaddr.Selector, error) {
+	var sel hostaddr.Selector
+	if w.AdvertiseIP != "" || w.given["advertise-ip"] {
+		var err error
+		if sel, err = hostaddr.Parse(w.AdvertiseIP); err != nil {
+			return nil, sel, fmt.Errorf("--advertise-ip: %w", err)
+		}
+	}
+	if w.AdvertisePort != 0 || w.given["advertise-port"] {
+		if err := hostaddr.CheckPort(w.AdvertisePort); err != nil {
+			return nil, sel, fmt.Errorf("--advertise-port: %w", err)
+		}
+	}
+	if sel.IsZero() && w.AdvertisePort == 0 {
+		return md, sel, nil
+	}
+	out := make(map[string]string, len(md)+2)
+	for k, v := range md {
+		out[k] = v
+	}
+	if _, given := md[MetadataPort]; w.AdvertisePort != 0 && !given {
+		out[MetadataPort] = strconv.Itoa(w.AdvertisePort)
+	}
+	if _, given := md[MetadataIP]; given {
+		sel = hostaddr.Selector{}
+	}
+	check := out
+	if !sel.IsZero() {
+		check = make(map[string]string, len(out)+1)
+		for k, v := range out {
+			check[k] = v
+		}
+		check[MetadataIP] = longestIP
+	}
+	if err := api.ValidateMetadata("metadata", check); err != nil {
+		return nil, sel, fmt.Errorf("--advertise-ip, --advertise-port: with their entries, %w", err)
+	}
+	return out, sel, nil
 }
 
 // check validates the health-check flags, if any is given. Of the

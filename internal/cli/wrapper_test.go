@@ -1,7 +1,9 @@
 package cli
 
 import (
+	"fmt"
 	"io"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -203,6 +205,64 @@ func TestDefaultsFollowTheFlagsGiven(t *testing.T) {
 			}
 			if tt.wantLevel != "" && cfg.Log.Level != tt.wantLevel {
 				t.Errorf("%q: log level %q, want %q", tt.flags, cfg.Log.Level, tt.wantLevel)
+			}
+		})
+	}
+}
+
+func TestAdvertiseFlags(t *testing.T) {
+	twenty := make([]string, 20)
+	for i := range twenty {
+		twenty[i] = fmt.Sprintf("k%d=v", i)
+	}
+	nineteen := "--metadata=" + strings.Join(twenty[:19], ",")
+	tests := []struct {
+		name     string
+		flags    []string
+		wantIP   string // the selector, canonical; "" none
+		wantMeta map[string]string
+		wantErr  string
+	}{
+		{name: "none"},
+		{name: "auto", flags: []string{"--advertise-ip=auto"}, wantIP: "auto"},
+		{name: "interface, IPv6", flags: []string{"--advertise-ip=eth0:IPv6"}, wantIP: "eth0:ipv6"},
+		{name: "CIDR", flags: []string{"--advertise-ip=10.1.2.3/8"}, wantIP: "10.0.0.0/8"},
+		{name: "port", flags: []string{"--advertise-port=8080"}, wantMeta: map[string]string{"port": "8080"}},
+		{name: "port beside other metadata", flags: []string{"--advertise-port=8080", "-m", "dc=lon"},
+			wantMeta: map[string]string{"port": "8080", "dc": "lon"}},
+		{name: "--metadata port= wins", flags: []string{"--advertise-port=8080", "-m", "port=80"}, wantMeta: map[string]string{"port": "80"}},
+		{name: "--metadata ip= wins", flags: []string{"--advertise-ip=auto", "-m", "ip=192.0.2.1"}, wantMeta: map[string]string{"ip": "192.0.2.1"}},
+		{name: "room for ip and port", flags: []string{"--advertise-ip=lo", "--advertise-port=1", "--metadata=" + strings.Join(twenty[:18], ",")},
+			wantIP: "lo"},
+
+		{name: "bad selector", flags: []string{"--advertise-ip=10.0.0.300/8"}, wantErr: `--advertise-ip: "10.0.0.300/8" is not a CIDR`},
+		{name: "an address, not a selector", flags: []string{"--advertise-ip=10.0.0.5"}, wantErr: "give a fixed address with --metadata ip=10.0.0.5"},
+		{name: "empty selector", flags: []string{"--advertise-ip="}, wantErr: "--advertise-ip: empty address selector"},
+		{name: "port 0", flags: []string{"--advertise-port=0"}, wantErr: "--advertise-port: port 0 is out of range: want 1 to 65535"},
+		{name: "port too big", flags: []string{"--advertise-port=65536"}, wantErr: "--advertise-port: port 65536 is out of range"},
+		{name: "port not a number", flags: []string{"--advertise-port=http"}, wantErr: "--advertise-port"},
+		{name: "no room for ip", flags: []string{"--advertise-ip=lo", "--metadata=" + strings.Join(twenty, ",")},
+			wantErr: "--advertise-ip, --advertise-port: with their entries, metadata must have at most 20 entries, got 21"},
+		{name: "no room for port", flags: []string{"--advertise-port=80", "--advertise-ip=lo", nineteen},
+			wantErr: "must have at most 20 entries, got 21"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := parseWrapper(t, nil, tt.flags...)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("%q: error %v, want one containing %q", tt.flags, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("%q: %v", tt.flags, err)
+			}
+			if got := cfg.AdvertiseIP.String(); got != tt.wantIP {
+				t.Errorf("%q: selector %q, want %q", tt.flags, got, tt.wantIP)
+			}
+			if tt.wantMeta != nil && !maps.Equal(cfg.Service.Metadata, tt.wantMeta) {
+				t.Errorf("%q: metadata %v, want %v", tt.flags, cfg.Service.Metadata, tt.wantMeta)
 			}
 		})
 	}

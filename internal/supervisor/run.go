@@ -41,6 +41,9 @@ type Hooks struct {
 	Registration func(heartbeat.Event)
 	// Stopping: the wrapper is stopping the child or the child has exited.
 	Stopping func()
+	// Watchdog: the loop is alive; called every Config.WatchdogPeriod
+	// while the child runs, and never while the loop is busy elsewhere.
+	Watchdog func()
 }
 
 // Companion is work that runs beside the child for as long as it serves,
@@ -82,6 +85,10 @@ type Config struct {
 	// ReadyTimeout is how long Hooks.Ready waits for the registration
 	// after the child started; zero means as long as it takes.
 	ReadyTimeout time.Duration
+
+	// WatchdogPeriod is how often Hooks.Watchdog is called; zero means
+	// never.
+	WatchdogPeriod time.Duration
 
 	// Companions run beside the child (see Companion).
 	Companions []Companion
@@ -223,6 +230,14 @@ func (r *run) run(ctx context.Context) int {
 		}()
 	}
 
+	// The watchdog is fed from this loop, so that a loop that stops
+	// turning starves it, and only while the child runs.
+	var watchdog <-chan time.Time
+	if r.cfg.WatchdogPeriod > 0 && r.cfg.Hooks.Watchdog != nil {
+		tick := time.NewTicker(r.cfg.WatchdogPeriod)
+		defer tick.Stop()
+		watchdog = tick.C
+	}
 	ctxDone, childDone := ctx.Done(), child.Done()
 	for {
 		if r.phase == exited && r.stopDone == nil && r.deregDone == nil && r.leftoversDone == nil {
@@ -264,8 +279,10 @@ func (r *run) run(ctx context.Context) int {
 		case res := <-r.leftoversDone:
 			r.leftoversDone = nil
 			r.logLeftovers(res)
+		case <-watchdog:
+			r.cfg.Hooks.Watchdog()
 		case <-childDone:
-			childDone, ctxDone = nil, nil
+			childDone, ctxDone, watchdog = nil, nil, nil
 			r.onChildExit()
 		}
 	}

@@ -1,6 +1,7 @@
 package supervisor
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -47,11 +48,11 @@ func groupLeft(t *testing.T, pgid int) []proc {
 // stop signal (with CONT), and SIGKILL at the deadline or at once when
 // hurried; stopLeftovers returns as soon as nothing is left.
 func TestStopLeftovers(t *testing.T) {
+	// The shell waits until it is killed; fakeproc's "ready pid=N" says
+	// that its handlers, or SIG_IGN for TERM, are in place.
 	const (
 		obeys   = "sleep 1000 & "
-		ignores = "(trap '' TERM; exec sleep 1000) & "
-		// The shell waits until it is killed; fakeproc's "ready pid=N"
-		// says that its handlers are in place.
+		ignores = "FAKEPROC --ready --ignore-term & wait"
 		reports = "FAKEPROC --ready --report-signals & wait"
 	)
 	tests := []struct {
@@ -68,12 +69,12 @@ func TestStopLeftovers(t *testing.T) {
 	}{
 		{name: "nothing left", script: "echo ready", deadline: time.Hour},
 		{name: "obeys the stop signal", script: obeys + "echo ready", deadline: time.Hour, wantFound: 1},
-		{name: "ignores it: killed at the deadline", script: ignores + "echo ready", deadline: 200 * time.Millisecond,
+		{name: "ignores it: killed at the deadline", script: ignores, kill: true, deadline: 200 * time.Millisecond,
 			wantFound: 1, wantKilled: true},
-		{name: "one of two ignores it", script: obeys + ignores + "echo ready", deadline: 200 * time.Millisecond,
+		{name: "one of two ignores it", script: obeys + ignores, kill: true, deadline: 200 * time.Millisecond,
 			wantFound: 2, wantKilled: true},
-		{name: "hurried", script: ignores + "echo ready", deadline: time.Hour, hurry: true, wantFound: 1, wantKilled: true},
-		{name: "deadline passed already", script: ignores + "echo ready", deadline: -time.Second, wantFound: 1, wantKilled: true},
+		{name: "hurried", script: ignores, kill: true, deadline: time.Hour, hurry: true, wantFound: 1, wantKilled: true},
+		{name: "deadline passed already", script: ignores, kill: true, deadline: -time.Second, wantFound: 1, wantKilled: true},
 		{name: "stop signal and CONT", script: reports, kill: true, deadline: 200 * time.Millisecond,
 			wantFound: 1, wantKilled: true, wantLines: []string{"signal SIGTERM", "signal SIGCONT"}},
 		{name: "the group had the stop signal already", script: reports, kill: true, deadline: 200 * time.Millisecond,
@@ -231,11 +232,25 @@ func leftoversWithoutProcHelper() error {
 		script     string
 		wantKilled bool
 	}{
-		{"sleep 1000 & exit 0", false},
-		{"(trap '' TERM; exec sleep 1000) & exit 0", true},
+		{"sleep 1000 & echo ready; wait", false},
+		{fakeproc + " --ready --ignore-term & wait", true},
 	} {
-		c, err := StartChild(ChildSpec{Argv: []string{"sh", "-c", tt.script}}, r)
+		pr, pw, err := os.Pipe()
 		if err != nil {
+			return err
+		}
+		c, err := StartChild(ChildSpec{Argv: []string{"sh", "-c", tt.script}, Stdout: pw}, r)
+		pw.Close()
+		if err != nil {
+			return err
+		}
+		// The leftover is in place (fakeproc ignores TERM) when it says
+		// so; then the shell goes.
+		line, err := bufio.NewReader(pr).ReadString('\n')
+		if err != nil || !strings.HasPrefix(line, "ready") {
+			return fmt.Errorf("%q: first line %q, %v", tt.script, line, err)
+		}
+		if err := c.Signal(syscall.SIGKILL, false); err != nil {
 			return err
 		}
 		<-c.Done()
@@ -248,6 +263,7 @@ func leftoversWithoutProcHelper() error {
 			return fmt.Errorf("%q: kill(-%d, 0) = %v after stopLeftovers, want ESRCH", tt.script, c.Pid(), err)
 		}
 		fmt.Printf("%q: %+v\n", tt.script, res)
+		pr.Close()
 	}
 	return nil
 }

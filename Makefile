@@ -10,7 +10,7 @@ LDFLAGS   := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/int
 CMDS      := sr-wrapper sr-wrapper-etcd sr-registry srctl
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test test-deps lint unit fuzz bench release clean
+.PHONY: all build demo test test-deps lint unit fuzz bench release screenshots clean
 
 all: build
 
@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParseKeyValues$$' -fuzztime $(FUZZTIME) ./internal/cli
 	$(GO) test -run '^$$' -fuzz '^FuzzParseTags$$' -fuzztime $(FUZZTIME) ./internal/cli
 	$(GO) test -run '^$$' -fuzz '^FuzzFastParseMatchesKong$$' -fuzztime $(FUZZTIME) ./internal/cli
+	$(GO) test -run '^$$' -fuzz '^FuzzRegistryURLs$$' -fuzztime $(FUZZTIME) ./internal/registry/srapi
 	$(GO) test -run '^$$' -fuzz '^FuzzServiceIDMatchesRule$$' -fuzztime $(FUZZTIME) ./internal/api
 	$(GO) test -run '^$$' -fuzz '^FuzzParseCommand$$' -fuzztime $(FUZZTIME) ./internal/health
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/hostaddr
@@ -53,6 +54,12 @@ fuzz:
 
 bench:
 	./scripts/bench.sh
+
+# The README's pictures of the dashboard, taken by its browser test from a
+# realistic state (needs chromium; pngquant, when installed, shrinks them).
+screenshots:
+	SR_README_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestReadmeScreenshots$$' ./internal/dashboard
+	if command -v pngquant >/dev/null; then pngquant --force --skip-if-larger --strip --ext .png docs/dashboard*.png; fi
 
 # Static linux/amd64 and linux/arm64 binaries with version, commit and date
 # (--version prints them) in $(DIST), with their SHA256SUMS. DIST may be any

@@ -34,8 +34,15 @@ say "1. Start sr-registry (dev mode: any username works) on a free loopback port
 wait_for '"listening"' cat "$WORK/registry.log"
 URL=$(grep '"listening"' "$WORK/registry.log" | sed 's/.*"url":"\([^"]*\)".*/\1/')
 echo "registry at $URL"
+printf '\n\033[1m   Dashboard: %s/ui/\033[0m   (sign in as demo, any API key)\n' "${URL%/v1.0}"
 
 export SR_REGISTRY_URL=$URL SR_USERNAME=demo SR_API_KEY=demo-key
+
+# A person at a terminal gets a moment to open the dashboard first.
+if [ -t 0 ]; then
+	printf '   Open it to watch; the demo goes on in 10 s (Enter: at once)\n'
+	read -r -t 10 _ || true
+fi
 
 say "2. Follow the registry's events feed (srctl events follow)"
 "$BIN/srctl" events follow 2>"$WORK/follow.err" | tee "$WORK/events" | sed -u 's/^/   [events] /' &
@@ -83,3 +90,7 @@ wait_for services.timeout cat "$WORK/events"
 "$BIN/srctl" services list
 
 say "Done: services join when their program starts, leave the moment it stops, and time out if the wrapper itself dies."
+if [ -t 0 ]; then
+	printf '   The registry and its dashboard (%s/ui/) stay up: press Enter to stop them.\n' "${URL%/v1.0}"
+	read -r _ || true
+fi

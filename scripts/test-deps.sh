@@ -2,8 +2,9 @@
 # Installs the Debian packages that the integration tests drive for real
 # (supervisord for the supervisord test, util-linux's unshare for the PID 1
 # tests, iproute2 for internal/hostaddr's network namespace test, git for
-# internal/buildinfo's build of a fresh repository, Node.js and npm for the old Node.js clients of
-# internal/server/oldclients_test.go), when they are missing. Go fetches
+# internal/buildinfo's build of a fresh repository, Node.js and npm for the
+# old Node.js clients of internal/server/oldclients_test.go, Chromium for
+# internal/dashboard's browser tests), when they are missing. Go fetches
 # everything else itself, and that test installs the npm packages it pins
 # (testdata/oldclients); tini, the benchmarks' baseline, is installed by
 # scripts/bench.sh.
@@ -15,6 +16,7 @@ command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v git >/dev/null 2>&1 || need="$need git"
 command -v node >/dev/null 2>&1 || need="$need nodejs"
 command -v npm >/dev/null 2>&1 || need="$need npm"
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "test-deps: missing$need; install them (as root: apt-get install$need) or the tests that need them skip" >&2

@@ -21,16 +21,19 @@ type Connection struct {
 	EtcdConnection `embed:""`
 }
 
-// HTTPConnection is the registry URL and the identity flags of the Service
-// Registry API. The --registry help comes from the ${registry_help}
-// variable, which each command sets.
+// HTTPConnection is the registry URL, the identity flags and the TLS
+// files of the Service Registry API. The --registry help comes from the
+// ${registry_help} variable, which each command sets.
 type HTTPConnection struct {
-	Registry   string `name:"registry" env:"SR_REGISTRY_URL" default:"${default_registry}" placeholder:"URL" help:"${registry_help} Default: ${default}."`
-	AuthURL    string `name:"auth-url" placeholder:"URL" help:"Identity endpoint (Keystone v2.0; the client posts to URL/tokens). Default: the registry's own, <scheme>://<host>/v2.0."`
+	Registry   string `name:"registry" env:"SR_REGISTRY_URL" default:"${default_registry}" placeholder:"URL" help:"${registry_help} Several frontends of one http(s) registry: URL,URL,... (the first is used while it works; on no reply, a timeout or a 5xx the next). Default: ${default}."`
+	AuthURL    string `name:"auth-url" placeholder:"URL" help:"Identity endpoint (Keystone v2.0; the client posts to URL/tokens). Default: the registry's own, <scheme>://<host>/v2.0 of the frontend in use."`
 	Region     string `name:"region" enum:"us,uk," default:"" placeholder:"us|uk" help:"Use Rackspace's hosted identity endpoint for this region instead of --auth-url."`
 	Username   string `name:"username" env:"SR_USERNAME" placeholder:"NAME" help:"Username for the identity endpoint."`
 	APIKey     string `name:"api-key" placeholder:"KEY" help:"API key. Visible to other users in the process list: prefer --api-key-file or SR_API_KEY."`
 	APIKeyFile string `name:"api-key-file" placeholder:"FILE" type:"path" help:"Read the API key from FILE (first line)."`
+	CACert     string `name:"cacert" placeholder:"FILE" type:"path" help:"PEM bundle of the CAs that sign an https:// registry's certificate (a private CA), in place of the system's."`
+	Cert       string `name:"cert" placeholder:"FILE" type:"path" help:"Client certificate (PEM) for an https:// registry that asks for one; with --key."`
+	Key        string `name:"key" placeholder:"FILE" type:"path" help:"Private key (PEM) of --cert."`
 	Insecure   bool   `name:"insecure-skip-verify" help:"Do not verify the registry's TLS certificate. For testing only."`
 	Debug      bool   `name:"debug" env:"SR_DEBUG" help:"Log every registry transaction (method, URL, bodies, status) with secrets redacted."`
 }
@@ -68,6 +71,10 @@ type ResolvedConnection struct {
 	APIKey      string
 	Insecure    bool
 	Debug       bool
+	// TLS names the PEM files of --cacert, --cert and --key, checked
+	// for their framing only: the client parses them at its first
+	// connection.
+	TLS srapi.TLSFiles
 
 	// Etcd is the etcd backend's configuration, for BackendEtcd.
 	Etcd *etcdconf.Config
@@ -97,6 +104,9 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 	if err != nil {
 		return nil, err
 	}
+	if given := c.HTTPConnection.tlsFlags(); given != "" {
+		return nil, fmt.Errorf("%s: apply to an https:// registry; for etcd use --etcd-cacert, --etcd-cert and --etcd-key", given)
+	}
 	r.Backend = BackendEtcd
 	if r.Etcd, err = c.EtcdConnection.config(c.Registry, getenv); err != nil {
 		return nil, err
@@ -105,16 +115,23 @@ func (c *Connection) Resolve(getenv func(string) string) (*ResolvedConnection, e
 }
 
 // RegistryBackend says which backend a --registry URL names, by its
-// scheme alone; each backend checks the rest of the URL.
+// scheme alone (the first URL's, for a list); each backend checks the rest.
+// An etcd URL lists several members in its host part; a list of etcd URLs
+// is refused with the form to use instead.
 func RegistryBackend(registry string) (string, error) {
-	u, err := url.Parse(registry)
+	first, _, _ := strings.Cut(registry, ",")
+	first = strings.TrimSpace(first)
+	u, err := url.Parse(first)
 	if err != nil {
-		return "", fmt.Errorf("--registry: %q is not a URL: %w", registry, err)
+		return "", fmt.Errorf("--registry: %q is not a URL: %w", first, err)
 	}
 	switch u.Scheme {
 	case "http", "https":
 		return BackendHTTP, nil
 	case "etcd", "etcds":
+		if strings.Count(registry, "://") > 1 {
+			return "", fmt.Errorf("--registry: an etcd registry is one URL naming all its members, %s://host:2379,host:2379[/prefix], not a list of URLs: %q", u.Scheme, registry)
+		}
 		return BackendEtcd, nil
 	}
 	return "", fmt.Errorf("--registry: unknown scheme %q in %q; use http://, https://, etcd:// or etcds://", u.Scheme, registry)
@@ -132,6 +149,9 @@ func (c *HTTPConnection) Resolve(getenv func(string) string) (*ResolvedConnectio
 		return nil, err
 	}
 	r.Backend = BackendHTTP
+	if r.TLS, err = c.tlsFiles(r.AuthURL); err != nil {
+		return nil, err
+	}
 	if r.Username == "" {
 		return nil, fmt.Errorf("--username: required for an http(s) registry (or set SR_USERNAME)")
 	}
@@ -139,6 +159,39 @@ func (c *HTTPConnection) Resolve(getenv func(string) string) (*ResolvedConnectio
 		return nil, fmt.Errorf("--api-key: required for an http(s) registry (or --api-key-file, or SR_API_KEY)")
 	}
 	return r, nil
+}
+
+// tlsFiles validates --cacert, --cert and --key for an http(s) registry
+// whose identity endpoint is authURL ("" for the registry's own): they need
+// an https:// URL, --cacert contradicts --insecure-skip-verify, and each
+// file is read and its PEM framing checked.
+func (c *HTTPConnection) tlsFiles(authURL string) (srapi.TLSFiles, error) {
+	files := srapi.TLSFiles{CACert: c.CACert, Cert: c.Cert, Key: c.Key}
+	given := c.tlsFlags()
+	if given == "" {
+		return files, nil
+	}
+	if !strings.HasPrefix(strings.TrimSpace(c.Registry), "https://") && !strings.HasPrefix(authURL, "https://") {
+		return srapi.TLSFiles{}, fmt.Errorf("%s: apply to an https:// registry, and %q is not one", given, c.Registry)
+	}
+	if c.CACert != "" && c.Insecure {
+		return srapi.TLSFiles{}, fmt.Errorf("--cacert and --insecure-skip-verify: give one, not both (the latter verifies nothing)")
+	}
+	if err := files.Check(); err != nil {
+		return srapi.TLSFiles{}, err
+	}
+	return files, nil
+}
+
+// tlsFlags names the TLS file flags given, "" for none.
+func (c *HTTPConnection) tlsFlags() string {
+	var given []string
+	for _, f := range []struct{ name, value string }{{"--cacert", c.CACert}, {"--cert", c.Cert}, {"--key", c.Key}} {
+		if f.value != "" {
+			given = append(given, f.name)
+		}
+	}
+	return strings.Join(given, ", ")
 }
 
 // identity validates the identity flags, none of them required, and reads
@@ -244,6 +297,7 @@ func (r *ResolvedConnection) SRAPIConfig(log *zap.Logger, userAgent string) srap
 		Username:           r.Username,
 		APIKey:             r.APIKey,
 		InsecureSkipVerify: r.Insecure,
+		TLS:                r.TLS,
 		Logger:             log,
 		Debug:              r.Debug,
 		UserAgent:          userAgent,

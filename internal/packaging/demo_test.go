@@ -28,10 +28,11 @@ func TestMakeDemo(t *testing.T) {
 		t.Fatalf("make demo: %v\n%s", err, out)
 	}
 	for _, want := range []string{
-		"demo-web  ",               // listed by srctl while it runs
-		"service.join",             // seen by srctl events follow
-		"sr-wrapper exited with 3", // the crashing child's code
-		"services.timeout",         // the killed wrapper's session expired
+		"Dashboard: http://127.0.0.1:", // where to watch it in a browser
+		"demo-web  ",                   // listed by srctl while it runs
+		"service.join",                 // seen by srctl events follow
+		"sr-wrapper exited with 3",     // the crashing child's code
+		"services.timeout",             // the killed wrapper's session expired
 		"== Done",
 	} {
 		if !strings.Contains(string(out), want) {

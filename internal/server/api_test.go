@@ -712,7 +712,7 @@ func TestRoutingFaults(t *testing.T) {
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(30, nil)
 	root := &client{t: t, hc: http.DefaultClient}
-	notFound := []string{reg.AuthURL + "/", reg.AuthURL + "/v1.0", reg.AuthURL + "/v1.0/", reg.AuthURL + "/v2.0/other", reg.AuthURL + "/favicon.ico"}
+	notFound := []string{reg.AuthURL + "/v1.0", reg.AuthURL + "/v1.0/", reg.AuthURL + "/v2.0/other", reg.AuthURL + "/favicon.ico"}
 	for _, u := range notFound {
 		root.do(http.MethodGet, u, nil).fault(t, http.StatusNotFound, api.FaultNotFound)
 	}

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/dashboard"
 )
 
 const (
@@ -72,6 +73,8 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.authenticate(c)
 	case strings.HasPrefix(path, "/v1.0/"):
 		s.serveTenant(c, path[len("/v1.0/"):])
+	case dashboard.Owns(path):
+		dashboard.Handler{}.ServeHTTP(w, r)
 	default:
 		c.notFoundPath()
 	}

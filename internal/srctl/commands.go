@@ -40,8 +40,13 @@ func (r *runner) servicesList(ctx context.Context) int {
 }
 
 // unreachable says whether err means the registry could not answer: no
-// reply at all, or a server failure (5xx). Refusals (4xx) are answers.
+// reply at all, or a server failure (5xx), from every frontend. Refusals
+// (4xx) are answers, and a certificate that does not verify is a
+// configuration to fix, not a registry to wait for.
 func unreachable(err error) bool {
+	if srapi.IsPermanent(err) {
+		return false
+	}
 	if _, ok := errors.AsType[*srapi.TransportError](err); ok {
 		return true
 	}

@@ -2,9 +2,7 @@ package srctl
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -69,7 +67,7 @@ func (r *runner) eventsFollow(ctx context.Context) error {
 			if ctx.Err() != nil {
 				return nil
 			}
-			if !retryable(err, r.c.TokensURL()) {
+			if !retryable(err) {
 				return err
 			}
 			d := bo.NextBackOff()
@@ -102,18 +100,13 @@ func (r *runner) eventsFollow(ctx context.Context) error {
 }
 
 // retryable says whether following should try a failed poll again: any
-// transient failure, and a 401 that the client's own re-authentication
-// did not cure (a token purged again between the new login and the retry,
-// as when the registry restarts twice in a row); the next poll logs in
-// anew. A 401 from the identity endpoint itself means the credentials are
-// wrong, which waiting does not change.
-func retryable(err error, tokensURL string) bool {
-	if srapi.IsTransient(err) {
-		return true
-	}
-	ae, ok := errors.AsType[*srapi.APIError](err)
-	return ok && ae.Status == http.StatusUnauthorized && ae.URL != tokensURL
-}
+// transient failure, which includes a 401 that the client's own
+// re-authentication did not cure (a token purged again between the new
+// login and the retry, as when the registry restarts twice in a row); the
+// next poll logs in anew. A 401 from the identity endpoint itself, from
+// whichever frontend, means the credentials are wrong, which waiting does
+// not change.
+func retryable(err error) bool { return srapi.IsTransient(err) }
 
 // sleep waits d, or until ctx ends (false).
 func sleep(ctx context.Context, d time.Duration) bool {

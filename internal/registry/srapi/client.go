@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -30,15 +31,37 @@ const tokenRenewMargin = time.Minute
 
 // Client calls the Service Registry API v1.0. It is safe for concurrent
 // use. Create it with NewClient and release its connections with Close.
+//
+// Given several frontends of one registry (Config.RegistryURL as a list), a
+// call goes to the current frontend — the first at start — and, when that
+// one gives no reply, times out or answers 5xx, on to the next, each once;
+// the frontend that failed stops being current, so later calls go straight
+// to the one that works and stay there (no round-robin, no return to the
+// first while the one in use works). The session and its heartbeat token
+// chain live in the registry, which its frontends share, so they carry over.
+// A 4xx is the registry's answer and never fails over. A call whose
+// caller's deadline expires at a frontend returns that error, and the next
+// call starts at the next frontend.
 type Client struct {
 	ep       endpoints
 	username string
 	apiKey   string
+	tr       *http.Transport
 	hc       *http.Client
 	timeout  time.Duration
 	log      *zap.Logger
 	debug    bool
 	ua       string
+
+	// cur is the index in ep.frontends of the frontend calls go to first.
+	cur atomic.Int32
+
+	// tlsFiles are loaded into tr's TLS configuration before the first
+	// request (tlsOnce), not by NewClient: the wrapper builds its client
+	// before it starts its child and must not parse certificates there.
+	tlsFiles TLSFiles
+	tlsOnce  sync.Once
+	tlsErr   error
 
 	// authSem admits one identity request at a time; callers that wait
 	// for it can still give up through their context.
@@ -71,21 +94,24 @@ func NewClient(cfg Config) (*Client, error) {
 	if cfg.APIKey == "" {
 		return nil, errors.New("srapi: an API key is required")
 	}
+	tr := newTransport(cfg.InsecureSkipVerify)
 	c := &Client{
 		ep:       ep,
 		username: cfg.Username,
 		apiKey:   cfg.APIKey,
+		tr:       tr,
 		hc: &http.Client{
-			Transport: newTransport(cfg.InsecureSkipVerify),
+			Transport: tr,
 			// The API never redirects; following one would resend the
 			// token to wherever it points.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
-		timeout: cfg.RequestTimeout,
-		log:     cfg.Logger,
-		debug:   cfg.Debug,
-		ua:      cfg.UserAgent,
-		authSem: make(chan struct{}, 1),
+		timeout:  cfg.RequestTimeout,
+		log:      cfg.Logger,
+		debug:    cfg.Debug,
+		ua:       cfg.UserAgent,
+		tlsFiles: cfg.TLS,
+		authSem:  make(chan struct{}, 1),
 	}
 	if c.timeout <= 0 {
 		c.timeout = DefaultRequestTimeout
@@ -120,17 +146,19 @@ func newTransport(insecure bool) *http.Transport {
 	}
 }
 
-// RegistryURL is the normalised base URL calls go to, without the tenant.
-func (c *Client) RegistryURL() string { return c.ep.registry }
+// RegistryURL is the normalised base URL calls go to, without the tenant;
+// for a list of frontends, all of them, comma-separated, in their order.
+func (c *Client) RegistryURL() string { return c.ep.registryList() }
 
-// TokensURL is the identity URL tokens are requested from.
-func (c *Client) TokensURL() string { return c.ep.tokens }
+// TokensURL is the identity URL tokens are requested from; without an
+// AuthURL, each frontend's own, comma-separated.
+func (c *Client) TokensURL() string { return c.ep.tokensList() }
 
 // Username is the identity username.
 func (c *Client) Username() string { return c.username }
 
 // String names the client for logs: registry URL and username, no key.
-func (c *Client) String() string { return c.ep.registry + " (user " + c.username + ")" }
+func (c *Client) String() string { return c.RegistryURL() + " (user " + c.username + ")" }
 
 // Close releases the client's idle connections.
 func (c *Client) Close() error {
@@ -195,23 +223,23 @@ func (c *Client) requestToken(ctx context.Context) (*authToken, error) {
 		return nil, fmt.Errorf("encode credentials: %w", err)
 	}
 	const method = http.MethodPost
-	status, hdr, reply, err := c.roundTrip(ctx, method, c.ep.tokens, body, "")
+	r, err := c.sendAuth(ctx, method, body)
 	if err != nil {
 		return nil, err
 	}
-	if status/100 != 2 {
-		return nil, c.apiError(method, c.ep.tokens, status, hdr, reply)
+	if r.status/100 != 2 {
+		return nil, c.apiError(method, r.url, r.status, r.hdr, r.body)
 	}
 	var ar api.AuthResponse
-	if err := json.Unmarshal(reply, &ar); err != nil {
-		return nil, fmt.Errorf("%s %s: decode identity reply: %w", method, c.ep.tokens, err)
+	if err := json.Unmarshal(r.body, &ar); err != nil {
+		return nil, fmt.Errorf("%s %s: decode identity reply: %w", method, r.url, err)
 	}
 	t := &authToken{id: ar.Access.Token.ID, tenant: ar.TenantID()}
 	if t.id == "" {
-		return nil, fmt.Errorf("%s %s: identity reply has no token id", method, c.ep.tokens)
+		return nil, fmt.Errorf("%s %s: identity reply has no token id", method, r.url)
 	}
 	if t.tenant == "" {
-		return nil, fmt.Errorf("%s %s: identity reply names no tenant (neither access.token.tenant.id nor a compute entry in the catalog)", method, c.ep.tokens)
+		return nil, fmt.Errorf("%s %s: identity reply names no tenant (neither access.token.tenant.id nor a compute entry in the catalog)", method, r.url)
 	}
 	if exp, err := time.Parse(time.RFC3339, ar.Access.Token.Expires); err == nil {
 		t.expires = exp
@@ -236,40 +264,148 @@ func (c *Client) do(ctx context.Context, method, path string, query url.Values, 
 		return nil, err
 	}
 	for retried := false; ; retried = true {
-		u := c.ep.registry + "/" + url.PathEscape(tok.tenant) + path
+		tail := "/" + url.PathEscape(tok.tenant) + path
 		if len(query) > 0 {
-			u += "?" + query.Encode()
+			tail += "?" + query.Encode()
 		}
-		status, hdr, reply, err := c.roundTrip(ctx, method, u, body, tok.id)
+		r, err := c.send(ctx, method, func(f frontend) string { return f.registry + tail }, body, tok.id, true)
 		if err != nil {
 			return nil, err
 		}
-		if status == http.StatusUnauthorized && !retried {
+		if r.status == http.StatusUnauthorized && !retried {
 			// Tokens may be purged before their stated expiry (a
 			// restarted registry forgets them all): get a new one and
 			// try once more.
 			if tok, err = c.authenticate(ctx, tok); err != nil {
-				return nil, fmt.Errorf("%s %s: 401, then: %w", method, u, err)
+				return nil, fmt.Errorf("%s %s: 401, then: %w", method, r.url, err)
 			}
 			continue
 		}
-		if status/100 != 2 {
-			e := c.apiError(method, u, status, hdr, reply)
+		if r.status/100 != 2 {
+			e := c.apiError(method, r.url, r.status, r.hdr, r.body)
 			e.fromRegistry = true
-			return hdr, e
+			return r.hdr, e
 		}
-		if out != nil && len(bytes.TrimSpace(reply)) > 0 {
-			if err := json.Unmarshal(reply, out); err != nil {
-				return hdr, fmt.Errorf("%s %s: decode %d reply: %w", method, u, status, err)
+		if out != nil && len(bytes.TrimSpace(r.body)) > 0 {
+			if err := json.Unmarshal(r.body, out); err != nil {
+				return r.hdr, fmt.Errorf("%s %s: decode %d reply: %w", method, r.url, r.status, err)
 			}
 		}
-		return hdr, nil
+		return r.hdr, nil
 	}
+}
+
+// reply is an HTTP reply, whatever its status, and the URL that gave it.
+type reply struct {
+	status int
+	hdr    http.Header
+	body   []byte
+	url    string
+}
+
+// sendAuth posts credentials to the identity endpoint: AuthURL's, or that
+// of the registry's frontends, failing over as registry calls do.
+func (c *Client) sendAuth(ctx context.Context, method string, body []byte) (*reply, error) {
+	if c.ep.tokens == "" {
+		return c.send(ctx, method, func(f frontend) string { return f.tokens }, body, "", false)
+	}
+	status, hdr, b, err := c.roundTrip(ctx, method, c.ep.tokens, body, "")
+	if err != nil {
+		return nil, err
+	}
+	return &reply{status: status, hdr: hdr, body: b, url: c.ep.tokens}, nil
+}
+
+// send sends a request to target(f) of the current frontend f and, while
+// that fails in a way another frontend may not (no reply, a timeout, a
+// 5xx), to that of each next frontend, once each, ending at the first
+// reply that is not a 5xx. When every frontend fails it returns a
+// *FrontendsError; fromRegistry marks its 5xx replies as the registry's
+// rather than the identity service's. With one frontend it is exactly one
+// roundTrip, whose reply (5xx included) or error it returns.
+//
+// A request whose reply was lost goes to the next frontend too. The API
+// makes that safe where it matters: a heartbeat with the previous token
+// gets the same reply again, a service already in the session is found
+// there, a deleted session or service is a 404 that the backend takes for
+// done. Location and next_href name the frontend that wrote them; the
+// client reads only the id from the one and uses next_marker, not the
+// other, so every URL it sends to is its own base URL of the frontend in
+// use.
+func (c *Client) send(ctx context.Context, method string, target func(frontend) string, body []byte, token string, fromRegistry bool) (*reply, error) {
+	n := len(c.ep.frontends)
+	start := int(c.cur.Load())
+	var failed []error
+	for i := range n {
+		idx := (start + i) % n
+		u := target(c.ep.frontends[idx])
+		status, hdr, b, err := c.roundTrip(ctx, method, u, body, token)
+		if n == 1 {
+			if err != nil {
+				return nil, err
+			}
+			return &reply{status: status, hdr: hdr, body: b, url: u}, nil
+		}
+		switch _, noReply := errors.AsType[*TransportError](err); {
+		case err != nil && ctx.Err() != nil:
+			// The caller's time ran out at this frontend, or it gave up:
+			// no time for the next one now, but the next call starts
+			// there unless the caller simply stopped.
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				c.leave(idx, err)
+			}
+			if len(failed) == 0 {
+				return nil, err
+			}
+			return nil, &FrontendsError{Errs: append(failed, err), Frontends: n}
+		case err != nil && !noReply:
+			// Not the frontend's failure: the TLS files did not load, or
+			// the request could not be built. Every frontend would fail
+			// the same way.
+			return nil, err
+		case err != nil:
+		case status >= 500:
+			e := c.apiError(method, u, status, hdr, b)
+			e.fromRegistry = fromRegistry
+			err = e
+		default:
+			return &reply{status: status, hdr: hdr, body: b, url: u}, nil
+		}
+		failed = append(failed, err)
+		c.leave(idx, err)
+	}
+	return nil, &FrontendsError{Errs: failed, Frontends: n}
+}
+
+// leave makes the frontend after idx the current one, if idx still is it:
+// the first call to see a frontend fail moves every later call on, and
+// logs the move.
+func (c *Client) leave(idx int, err error) {
+	next := (idx + 1) % len(c.ep.frontends)
+	if c.cur.CompareAndSwap(int32(idx), int32(next)) {
+		c.log.Warn("registry frontend failed; moving to the next",
+			zap.String("frontend", c.ep.frontends[idx].registry),
+			zap.String("next", c.ep.frontends[next].registry),
+			zap.Error(err))
+	}
+}
+
+// setUpTLS loads the TLS files into the transport, once, before its first
+// request.
+func (c *Client) setUpTLS() error {
+	if c.tlsFiles.IsZero() {
+		return nil
+	}
+	c.tlsOnce.Do(func() { c.tlsErr = c.tlsFiles.apply(c.tr.TLSClientConfig) })
+	return c.tlsErr
 }
 
 // roundTrip sends one request and reads the whole reply, so that the
 // connection goes back to the pool. token is the X-Auth-Token, "" for none.
 func (c *Client) roundTrip(ctx context.Context, method, u string, body []byte, token string) (int, http.Header, []byte, error) {
+	if err := c.setUpTLS(); err != nil {
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, u, err)
+	}
 	rctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var rd io.Reader
@@ -311,6 +447,11 @@ func (c *Client) transportError(ctx, rctx context.Context, method, u string, err
 	// url.Error repeats the method and URL that TransportError carries.
 	if ue, ok := errors.AsType[*url.Error](err); ok && ue.Err != nil {
 		err = ue.Err
+	}
+	if pu, perr := url.Parse(u); perr == nil {
+		if te := tlsProblem(err, pu.Hostname(), c.tlsFiles); te != nil {
+			err = te
+		}
 	}
 	if ctx.Err() == nil && errors.Is(rctx.Err(), context.DeadlineExceeded) {
 		err = fmt.Errorf("no complete reply within %s: %w", c.timeout, err)

@@ -134,7 +134,26 @@ func TestEndpointsFromConfig(t *testing.T) {
 		{"no host", "http:///v1.0", "", "", "", "no host"},
 		{"user info", "http://bob:pw@h/v1.0", "", "", "", "must not carry user info"},
 		{"query", "http://h/v1.0?x=1", "", "", "", "query"},
+		{"user info with another scheme", "ftp://bob:pw@h/v1.0", "", "", "", "must not carry user info"},
+		{"user info with a bad port", "http://bob:pw@h:port/v1.0", "", "", "", "must not carry user info"},
 		{"bad auth scheme", "http://h/v1.0", "ftp://id", "", "", "auth URL"},
+
+		// Several frontends: each is its own identity endpoint, unless
+		// an auth URL is given.
+		{"list", "http://a:1/v1.0, http://b:2/v1.0/,http://c:3", "",
+			"http://a:1/v1.0,http://b:2/v1.0,http://c:3/v1.0", "http://a:1/v2.0/tokens,http://b:2/v2.0/tokens,http://c:3/v2.0/tokens", ""},
+		{"list with an auth URL", "https://a/v1.0,https://b/v1.0", "https://id/v2.0",
+			"https://a/v1.0,https://b/v1.0", "https://id/v2.0/tokens", ""},
+		{"list with a stray comma", "http://a/v1.0,,http://b/v1.0", "", "", "", "registry URL 2 of 3 is empty (a stray comma?)"},
+		{"list with a trailing comma", "http://a/v1.0,", "", "", "", "registry URL 2 of 2 is empty"},
+		{"list mixing http and https", "https://a/v1.0,http://b/v1.0", "", "", "",
+			`registry URL 2 of 2 "http://b/v1.0": every URL of the list must have the same scheme, and the first is https://`},
+		{"list with an etcd URL", "http://a/v1.0,etcd://h:2379", "", "", "", `registry URL 2 of 2 "etcd://h:2379": scheme must be http or https`},
+		{"list with a bad URL", "http://a/v1.0,http:///v1.0", "", "", "", `registry URL 2 of 2 "http:///v1.0": no host`},
+		{"list with user info", "http://a/v1.0,http://bob:pw@b/v1.0", "", "", "", "registry URL 2 of 2: must not carry user info"},
+		{"a comma in a path stays escaped", "http://a/api%2Cv1/v1.0,http://b/v1.0", "",
+			"http://a/api%2Cv1/v1.0,http://b/v1.0", "http://a/v2.0/tokens,http://b/v2.0/tokens", ""},
+		{"list naming a frontend twice", "http://a/v1.0,http://a/v1.0/", "", "", "", `registry URL 2 of 2 "http://a/v1.0/": the same frontend as URL 1`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -151,8 +170,8 @@ func TestEndpointsFromConfig(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if ep.registry != tt.wantRegistry || ep.tokens != tt.wantTokens {
-				t.Fatalf("got %q, %q; want %q, %q", ep.registry, ep.tokens, tt.wantRegistry, tt.wantTokens)
+			if got, tokens := ep.registryList(), ep.tokensList(); got != tt.wantRegistry || tokens != tt.wantTokens {
+				t.Fatalf("got %q, %q; want %q, %q", got, tokens, tt.wantRegistry, tt.wantTokens)
 			}
 		})
 	}
@@ -246,6 +265,17 @@ func TestClassification(t *testing.T) {
 		{"timeout", &TransportError{Method: "GET", URL: "u", Err: context.DeadlineExceeded}, true, false},
 		{"caller cancelled", &TransportError{Method: "GET", URL: "u", Err: context.Canceled}, false, false},
 		{"other", errors.New("decode reply"), false, false},
+
+		{"certificate", &TransportError{Method: "GET", URL: "u", Err: &TLSError{msg: "certificate signed by unknown authority"}}, false, true},
+		{"TLS files", fmt.Errorf("GET u: %w", &TLSError{msg: "--cacert f: no PEM certificate"}), false, true},
+		{"every frontend: refused and 503", &FrontendsError{Frontends: 2, Errs: []error{
+			&TransportError{Method: "GET", URL: "a", Err: io.ErrUnexpectedEOF}, &APIError{Status: 503, fromRegistry: true}}}, true, false},
+		{"every frontend: certificates", &FrontendsError{Frontends: 2, Errs: []error{
+			&TransportError{Method: "GET", URL: "a", Err: &TLSError{msg: "x"}}, &TransportError{Method: "GET", URL: "b", Err: &TLSError{msg: "y"}}}}, false, true},
+		{"every frontend: a certificate and a refusal", &FrontendsError{Frontends: 2, Errs: []error{
+			&TransportError{Method: "GET", URL: "a", Err: &TLSError{msg: "x"}}, &TransportError{Method: "GET", URL: "b", Err: io.ErrUnexpectedEOF}}}, true, false},
+		{"frontends until the caller cancelled", &FrontendsError{Frontends: 3, Errs: []error{
+			&TransportError{Method: "GET", URL: "a", Err: io.ErrUnexpectedEOF}, &TransportError{Method: "GET", URL: "b", Err: context.Canceled}}}, false, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
@@ -78,12 +80,52 @@ func (e *TransportError) Error() string { return e.Method + " " + e.URL + ": " +
 
 func (e *TransportError) Unwrap() error { return e.Err }
 
+// FrontendsError is a call to a registry of several frontends that failed
+// on every frontend it tried. It is only returned for a list of frontends:
+// with one, the call's own error is.
+type FrontendsError struct {
+	// Errs are the failures in the order tried, one per frontend: each a
+	// *TransportError (no reply) or an *APIError (a 5xx); the last may be
+	// the end of the caller's context.
+	Errs []error
+	// Frontends is the number of frontends; fewer were tried when the
+	// caller's context ended first.
+	Frontends int
+}
+
+// Error names every frontend tried with its failure:
+// "all 2 registry frontends failed: GET http://a/...: ...; GET http://b/...: ...".
+func (e *FrontendsError) Error() string {
+	var b strings.Builder
+	if len(e.Errs) >= e.Frontends {
+		fmt.Fprintf(&b, "all %d registry frontends failed: ", e.Frontends)
+	} else {
+		fmt.Fprintf(&b, "%d of %d registry frontends tried, and failed: ", len(e.Errs), e.Frontends)
+	}
+	for i, err := range e.Errs {
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		b.WriteString(err.Error())
+	}
+	return b.String()
+}
+
+func (e *FrontendsError) Unwrap() []error { return e.Errs }
+
 // IsTransient reports whether err is worth retrying: a transport failure
-// (but not the caller's own cancellation), a timeout, or a reply that
-// APIError.Transient says is (a 5xx, a 429, a rate limit fault, a
-// registry's 401).
+// (but not the caller's own cancellation, nor a TLS failure), a timeout, or
+// a reply that APIError.Transient says is (a 5xx, a 429, a rate limit
+// fault, a registry's 401). A call that failed on several frontends is
+// transient when any of its failures is.
 func IsTransient(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	if fe, ok := errors.AsType[*FrontendsError](err); ok {
+		return slices.ContainsFunc(fe.Errs, IsTransient)
+	}
+	if _, ok := errors.AsType[*TLSError](err); ok {
 		return false
 	}
 	if ae, ok := errors.AsType[*APIError](err); ok {
@@ -95,10 +137,22 @@ func IsTransient(err error) bool {
 	return errors.Is(err, context.DeadlineExceeded)
 }
 
-// IsPermanent reports whether err is a reply that retrying cannot change:
-// a 4xx that APIError.Transient does not take back (bad request, bad
-// credentials, forbidden, not found...).
+// IsPermanent reports whether err is a failure that retrying cannot
+// change: a 4xx reply that APIError.Transient does not take back (bad
+// request, bad credentials, forbidden, not found...), or a *TLSError (a
+// certificate that does not verify, TLS files that do not load), which is
+// a configuration error. A call that failed on several frontends is
+// permanent when all of its failures are.
 func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	if fe, ok := errors.AsType[*FrontendsError](err); ok {
+		return len(fe.Errs) > 0 && !slices.ContainsFunc(fe.Errs, func(e error) bool { return !IsPermanent(e) })
+	}
+	if _, ok := errors.AsType[*TLSError](err); ok {
+		return true
+	}
 	ae, ok := errors.AsType[*APIError](err)
 	return ok && ae.Status >= 400 && ae.Status < 500 && !ae.Transient()
 }

@@ -52,15 +52,21 @@ type Config struct {
 
 	// AbortOnFailure makes the Keeper give up (a GaveUp event) when
 	// registration fails for good: a permanent error (a rejected request,
-	// a forbidden tenant), Retries failed attempts in a row, no success
-	// within one heartbeat timeout of trying, or no heartbeat for two
-	// timeouts. Without it the Keeper never gives up on its own account:
+	// a forbidden tenant), Retries failed attempts in a row or, without
+	// Retries, no success within one heartbeat timeout of trying; or no
+	// heartbeat for two timeouts. Without it the Keeper never gives up on its own account:
 	// the child must never pay for the registry's troubles.
 	AbortOnFailure bool
 	// Retries bounds the failed registration attempts in a row; 0 means
 	// no bound. Without AbortOnFailure, reaching it stops the Keeper and
 	// leaves the service unregistered.
 	Retries int
+	// HostMetadata, if set, adds metadata read from the host (the address
+	// of --advertise-ip) to the service each time it is registered. Its
+	// error counts as a failed registration attempt, retried and given
+	// up on as any other, so that the service is never registered
+	// without it.
+	HostMetadata func() (map[string]string, error)
 	// StartUnhealthy defers registration until SetHealthy(true): the
 	// session is created at once, the service only when a health check
 	// says it serves.
@@ -329,15 +335,19 @@ func (k *Keeper) keepAlive(ctx context.Context, sess registry.Session) error {
 func (k *Keeper) list(ctx context.Context, sess registry.Session, listed bool) (retry time.Duration, err error) {
 	cctx, cancel := callContext(ctx, sess.TTL()/2)
 	defer cancel()
+	var svc registry.Service
 	if listed {
-		err = sess.Register(cctx, k.cfg.Service)
+		if svc, err = k.service(); err != nil {
+			return k.tries.failed(k.logger(), "read host metadata", err)
+		}
+		err = sess.Register(cctx, svc)
 	} else {
 		err = sess.Deregister(cctx, k.cfg.Service.ID)
 	}
 	switch {
 	case err == nil && listed:
 		k.tries.reset()
-		k.logger().Info("service registered", zap.Strings("tags", k.cfg.Service.Tags))
+		k.logger().Info("service registered", zap.Strings("tags", k.cfg.Service.Tags), zap.Any("metadata", svc.Metadata))
 		k.emit(ctx, Event{Kind: Registered})
 		return 0, nil
 	case err == nil:
@@ -354,6 +364,28 @@ func (k *Keeper) list(ctx context.Context, sess registry.Session, listed bool) (
 		return retry, nil
 	}
 	return k.tries.failed(k.logger(), "register service", err)
+}
+
+// service is the service to register now: the configured one with the
+// host's metadata added.
+func (k *Keeper) service() (registry.Service, error) {
+	svc := k.cfg.Service
+	if k.cfg.HostMetadata == nil {
+		return svc, nil
+	}
+	host, err := k.cfg.HostMetadata()
+	if err != nil {
+		return svc, err
+	}
+	md := make(map[string]string, len(svc.Metadata)+len(host))
+	for key, v := range svc.Metadata {
+		md[key] = v
+	}
+	for key, v := range host {
+		md[key] = v
+	}
+	svc.Metadata = md
+	return svc, nil
 }
 
 // beats is keepAlive's heartbeat schedule for one session.
@@ -474,21 +506,24 @@ func (a *attempts) failed(log *zap.Logger, op string, err error) (time.Duration,
 	a.n++
 	err = fmt.Errorf("%s for service %q: %w", op, a.cfg.Service.ID, err)
 	abort := a.cfg.AbortOnFailure
+	// The time limits stand in for a bound the user did not give: with
+	// Retries, the count alone decides, however long it takes.
+	timed := abort && a.cfg.Retries == 0
 	switch {
 	case abort && registry.IsPermanent(err):
 		return 0, fmt.Errorf("%w: %w", ErrGaveUp, err)
 	case a.cfg.Retries > 0 && a.n >= a.cfg.Retries:
 		return 0, fmt.Errorf("%w: %d attempts in a row failed (--retries): %w", ErrGaveUp, a.n, err)
-	case abort && held && now.Sub(*since) >= budget:
+	case timed && held && now.Sub(*since) >= budget:
 		return 0, fmt.Errorf("%w: still held by another session after %s: %w", ErrGaveUp, budget, err)
-	case abort && now.Sub(*since) >= budget:
+	case timed && now.Sub(*since) >= budget:
 		return 0, fmt.Errorf("%w: no success within one heartbeat timeout (%s): %w", ErrGaveUp, budget, err)
 	}
 	delay := a.backoff.NextBackOff()
 	if held {
 		delay = jitter(heldRetryInterval)
 	}
-	if abort {
+	if timed {
 		delay = min(delay, since.Add(budget).Sub(now)) // the last try when the time is up
 	}
 	if !held {

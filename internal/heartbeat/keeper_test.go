@@ -33,6 +33,8 @@ type scripted struct {
 	n       map[string]int
 	calls   []call // every call, in order
 	events  chan string
+	// registered is every service Register was given.
+	registered []registry.Service
 }
 
 type call struct {
@@ -91,6 +93,9 @@ func (ss *scriptedSession) Heartbeat(ctx context.Context) error {
 	return ss.r.do("heartbeat", ss.id)
 }
 func (ss *scriptedSession) Register(ctx context.Context, svc registry.Service) error {
+	ss.r.mu.Lock()
+	ss.r.registered = append(ss.r.registered, svc)
+	ss.r.mu.Unlock()
 	return ss.r.do("register", ss.id)
 }
 func (ss *scriptedSession) Deregister(ctx context.Context, id string) error {
@@ -339,7 +344,7 @@ func TestGivingUp(t *testing.T) {
 		call        string // that fails
 		fail        func(int) error
 		wantCalls   int           // CreateSession or Register calls; 0: not checked
-		wantAfter   time.Duration // gave up exactly then
+		wantAfter   time.Duration // gave up exactly then; -1 within one timeout, -2 after it, -3 after heldBudget
 		wantInError string
 	}{
 		{name: "permanent error", call: "create", fail: func(int) error { return permanent("403 forbiddenError") },
@@ -352,6 +357,12 @@ func TestGivingUp(t *testing.T) {
 			wantAfter: ttl, wantInError: "register service"},
 		{name: "id held for longer than any timeout", call: "register", fail: func(int) error { return registry.ErrServiceExists },
 			wantAfter: heldBudget, wantInError: "still held by another session"},
+		// --retries, when given, is the bound: the time limits are the
+		// defaults that stand in for it, and must not cut it short.
+		{name: "retries outlast one timeout", retries: 10, call: "create", fail: func(int) error { return errDown },
+			wantCalls: 10, wantAfter: -2, wantInError: "10 attempts in a row failed (--retries)"},
+		{name: "retries outlast the wait for a held id", retries: 40, call: "register", fail: func(int) error { return registry.ErrServiceExists },
+			wantCalls: 40, wantAfter: -3, wantInError: "40 attempts in a row failed (--retries)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,8 +377,12 @@ func TestGivingUp(t *testing.T) {
 					t.Fatalf("event %v, want GaveUp with ErrGaveUp and %q", e, tt.wantInError)
 				}
 				switch {
-				case tt.wantAfter < 0 && took >= ttl:
+				case tt.wantAfter == -1 && took >= ttl:
 					t.Errorf("gave up after %s, want before one timeout (%s)", took, ttl)
+				case tt.wantAfter == -2 && took <= ttl:
+					t.Errorf("gave up after %s, want after one timeout (%s)", took, ttl)
+				case tt.wantAfter == -3 && took <= heldBudget:
+					t.Errorf("gave up after %s, want after %s", took, heldBudget)
 				case tt.wantAfter >= 0 && took != tt.wantAfter:
 					t.Errorf("gave up after %s, want %s", took, tt.wantAfter)
 				}
@@ -475,6 +490,70 @@ func TestCloseIsBoundedWhenACallHangs(t *testing.T) {
 					t.Errorf("se1 closed %d times, want once although a heartbeat hangs", n)
 				}
 				close(s.release)
+			})
+		})
+	}
+}
+
+// The host's metadata (--advertise-ip) is read at each registration; a
+// failure to read it is a failed attempt, retried with the backoff and
+// given up on as any other, and the service is never registered without
+// it.
+func TestHostMetadata(t *testing.T) {
+	errNoAddr := errors.New("--advertise-ip 10.9.0.0/16: no matching address")
+	tests := []struct {
+		name      string
+		failFirst int // HostMetadata calls that fail
+		abort     bool
+		wantIP    string // registered with ip=wantIP; "" gives up
+	}{
+		{name: "found at once", wantIP: "10.9.0.1"},
+		{name: "found after three tries", failFirst: 3, wantIP: "10.9.0.4"},
+		{name: "never found, --abort-on-failure", failFirst: 1 << 30, abort: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testsupport.Synctest(t, func(t *testing.T) {
+				s := newScripted()
+				var calls []time.Time
+				host := func() (map[string]string, error) {
+					calls = append(calls, time.Now())
+					if len(calls) <= tt.failFirst {
+						return nil, errNoAddr
+					}
+					return map[string]string{"ip": fmt.Sprintf("10.9.0.%d", len(calls))}, nil
+				}
+				begin := time.Now()
+				_, events := start(t, Config{Registry: s, AbortOnFailure: tt.abort, HostMetadata: host,
+					Service: registry.Service{Metadata: map[string]string{"dc": "lon"}}})
+				e := <-events
+				if tt.wantIP == "" {
+					if e.Kind != GaveUp || !strings.Contains(e.Err.Error(), "read host metadata") || !errors.Is(e.Err, errNoAddr) {
+						t.Fatalf("event %+v, want GaveUp for the host metadata", e)
+					}
+					if took := time.Since(begin); took != ttl {
+						t.Errorf("gave up after %s, want one timeout, %s", took, ttl)
+					}
+					if len(s.registered) != 0 {
+						t.Errorf("registered %+v without the host metadata", s.registered)
+					}
+					return
+				}
+				if e.Kind != Registered {
+					t.Fatalf("event %+v, want Registered", e)
+				}
+				if len(s.registered) != 1 {
+					t.Fatalf("Register called with %+v, want one call", s.registered)
+				}
+				if md := s.registered[0].Metadata; md["ip"] != tt.wantIP || md["dc"] != "lon" || len(md) != 2 {
+					t.Errorf("registered metadata %v, want dc=lon ip=%s", md, tt.wantIP)
+				}
+				// Retried with the registration backoff: 100-300 ms first.
+				for i := 1; i < len(calls); i++ {
+					if d := calls[i].Sub(calls[i-1]); d < 100*time.Millisecond {
+						t.Errorf("retry %d came %s after the one before; want the backoff", i, d)
+					}
+				}
 			})
 		})
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/health"
 	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
+	"github.com/sr-wrapper/sr-wrapper/internal/hostaddr"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
@@ -55,6 +56,12 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		svcLog.Warn("cannot notify systemd", zap.Error(err))
 	}
 	defer func() { _ = notifier.Close() }()
+	watchdog, err := sdnotify.ReadWatchdog(os.Getenv, os.Getpid())
+	if err != nil {
+		svcLog.Warn("ignoring the systemd watchdog", zap.Error(err))
+	} else if watchdog.Enabled() {
+		svcLog.Debug("pinging the systemd watchdog", zap.Duration("timeout", watchdog.Timeout), zap.Duration("every", watchdog.Period()))
+	}
 
 	keeper := heartbeat.New(heartbeat.Config{
 		Registry: reg,
@@ -64,6 +71,7 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 			Metadata: cfg.Service.Metadata,
 		},
 		Session:        registry.SessionOptions{TTL: cfg.TTL, Metadata: cfg.SessionMetadata},
+		HostMetadata:   advertisedIP(cfg.AdvertiseIP),
 		AbortOnFailure: cfg.AbortOnFailure,
 		Retries:        cfg.Retries,
 		StartUnhealthy: cfg.Check != nil,
@@ -84,27 +92,57 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 			Argv: cfg.Command,
 			Env:  env,
 		},
-		Registration:  keeper,
-		StopSignal:    cfg.StopSignal,
-		StopTimeout:   cfg.StopTimeout,
-		DrainDelay:    cfg.DrainDelay,
-		SignalGroup:   cfg.SignalGroup,
-		Subreaper:     cfg.Subreaper,
-		AbortExitCode: cli.ExitAbort,
-		ReadyTimeout:  readyTimeout,
-		Companions:    companions,
-		Hooks:         systemdHooks(notifier, svcLog),
-		Logger:        svcLog,
+		Registration:   keeper,
+		StopSignal:     cfg.StopSignal,
+		StopTimeout:    cfg.StopTimeout,
+		DrainDelay:     cfg.DrainDelay,
+		SignalGroup:    cfg.SignalGroup,
+		KillMode:       killMode(cfg.KillMode),
+		Subreaper:      cfg.Subreaper,
+		AbortExitCode:  cli.ExitAbort,
+		ReadyTimeout:   readyTimeout,
+		Companions:     companions,
+		Hooks:          systemdHooks(notifier, svcLog),
+		WatchdogPeriod: watchdog.Period(),
+		Logger:         svcLog,
 	})
+}
+
+// advertisedIP reads the address --advertise-ip selects, at each
+// registration: the network may come up after the wrapper, and an address
+// may change between sessions. nil without --advertise-ip.
+func advertisedIP(sel hostaddr.Selector) func() (map[string]string, error) {
+	if sel.IsZero() {
+		return nil
+	}
+	return func() (map[string]string, error) {
+		addr, err := sel.Resolve()
+		if err != nil {
+			return nil, fmt.Errorf("--advertise-ip: %w", err)
+		}
+		return map[string]string{cli.MetadataIP: addr.String()}, nil
+	}
+}
+
+func killMode(mode string) supervisor.KillMode {
+	if mode == cli.KillModeProcess {
+		return supervisor.KillProcess
+	}
+	return supervisor.KillGroup
 }
 
 // childEnv is the wrapper's environment without its secrets, plus the
 // service id: the child must never see the registry's API key. It also
-// loses NOTIFY_SOCKET: the wrapper speaks for the unit, and a child's own
-// READY=1 (accepted under NotifyAccess=all) would announce a service that
-// is not registered yet.
+// loses systemd's NOTIFY_SOCKET and watchdog variables: the wrapper
+// speaks for the unit, a child's own READY=1 (accepted under
+// NotifyAccess=all) would announce a service that is not registered yet,
+// and a child that took the watchdog for its own would ping for a unit
+// that is not its to vouch for.
 func childEnv(env []string, serviceID string) []string {
-	drop := map[string]bool{ServiceIDEnv: true, sdnotify.SocketEnv: true}
+	drop := map[string]bool{ServiceIDEnv: true}
+	for _, name := range sdnotify.EnvNames() {
+		drop[name] = true
+	}
 	for _, name := range cli.SecretEnv() {
 		drop[name] = true
 	}

@@ -61,12 +61,6 @@ type Config struct {
 	// no bound. Without AbortOnFailure, reaching it stops the Keeper and
 	// leaves the service unregistered.
 	Retries int
-	// HostMetadata, if set, adds metadata read from the host (the address
-	// of --advertise-ip) to the service each time it is registered. Its
-	// error counts as a failed registration attempt, retried and given
-	// up on as any other, so that the service is never registered
-	// without it.
-	HostMetadata func() (map[string]string, error)
 	// StartUnhealthy defers registration until SetHealthy(true): the
 	// session is created at once, the service only when a health check
 	// says it serves.
@@ -335,19 +329,15 @@ func (k *Keeper) keepAlive(ctx context.Context, sess registry.Session) error {
 func (k *Keeper) list(ctx context.Context, sess registry.Session, listed bool) (retry time.Duration, err error) {
 	cctx, cancel := callContext(ctx, sess.TTL()/2)
 	defer cancel()
-	var svc registry.Service
 	if listed {
-		if svc, err = k.service(); err != nil {
-			return k.tries.failed(k.logger(), "read host metadata", err)
-		}
-		err = sess.Register(cctx, svc)
+		err = sess.Register(cctx, k.cfg.Service)
 	} else {
 		err = sess.Deregister(cctx, k.cfg.Service.ID)
 	}
 	switch {
 	case err == nil && listed:
 		k.tries.reset()
-		k.logger().Info("service registered", zap.Strings("tags", k.cfg.Service.Tags), zap.Any("metadata", svc.Metadata))
+		k.logger().Info("service registered", zap.Strings("tags", k.cfg.Service.Tags))
 		k.emit(ctx, Event{Kind: Registered})
 		return 0, nil
 	case err == nil:
@@ -364,28 +354,6 @@ func (k *Keeper) list(ctx context.Context, sess registry.Session, listed bool) (
 		return retry, nil
 	}
 	return k.tries.failed(k.logger(), "register service", err)
-}
-
-// service is the service to register now: the configured one with the
-// host's metadata added.
-func (k *Keeper) service() (registry.Service, error) {
-	svc := k.cfg.Service
-	if k.cfg.HostMetadata == nil {
-		return svc, nil
-	}
-	host, err := k.cfg.HostMetadata()
-	if err != nil {
-		return svc, err
-	}
-	md := make(map[string]string, len(svc.Metadata)+len(host))
-	for key, v := range svc.Metadata {
-		md[key] = v
-	}
-	for key, v := range host {
-		md[key] = v
-	}
-	svc.Metadata = md
-	return svc, nil
 }
 
 // beats is keepAlive's heartbeat schedule for one session.

@@ -17,7 +17,6 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/health"
 	"github.com/sr-wrapper/sr-wrapper/internal/heartbeat"
-	"github.com/sr-wrapper/sr-wrapper/internal/hostaddr"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
@@ -64,14 +63,13 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 	}
 
 	keeper := heartbeat.New(heartbeat.Config{
-		Registry: reg,
+		Registry: advertise(reg, cfg.AdvertiseIP),
 		Service: registry.Service{
 			ID:       cfg.Service.ID,
 			Tags:     cfg.Service.Tags,
 			Metadata: cfg.Service.Metadata,
 		},
 		Session:        registry.SessionOptions{TTL: cfg.TTL, Metadata: cfg.SessionMetadata},
-		HostMetadata:   advertisedIP(cfg.AdvertiseIP),
 		AbortOnFailure: cfg.AbortOnFailure,
 		Retries:        cfg.Retries,
 		StartUnhealthy: cfg.Check != nil,
@@ -106,22 +104,6 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		WatchdogPeriod: watchdog.Period(),
 		Logger:         svcLog,
 	})
-}
-
-// advertisedIP reads the address --advertise-ip selects, at each
-// registration: the network may come up after the wrapper, and an address
-// may change between sessions. nil without --advertise-ip.
-func advertisedIP(sel hostaddr.Selector) func() (map[string]string, error) {
-	if sel.IsZero() {
-		return nil
-	}
-	return func() (map[string]string, error) {
-		addr, err := sel.Resolve()
-		if err != nil {
-			return nil, fmt.Errorf("--advertise-ip: %w", err)
-		}
-		return map[string]string{cli.MetadataIP: addr.String()}, nil
-	}
 }
 
 func killMode(mode string) supervisor.KillMode {

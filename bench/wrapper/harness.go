@@ -33,6 +33,8 @@ func mono() int64 {
 // binaries are the programs under measurement.
 type binaries struct {
 	wrapper, registry, probe, launcher string
+	// compare is another sr-wrapper measured beside wrapper, or "".
+	compare string
 	// tini is empty when tini is not installed; its rows are skipped.
 	tini string
 }

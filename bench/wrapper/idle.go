@@ -36,6 +36,7 @@ const (
 	rowIdleProbe   = "probe alone"
 	rowIdleTini    = "tini (around a probe)"
 	rowIdleWrapper = "sr-wrapper (around a probe)"
+	rowIdleCompare = "compared sr-wrapper (around a probe)"
 )
 
 // measureIdle starts k wrappers, k tinis and k bare probes (each of them
@@ -55,6 +56,15 @@ func measureIdle(ctx context.Context, h *harness, k int, window time.Duration) (
 			return wrapperArgv(h.bins.wrapper, fmt.Sprintf("idle-%d", i), h.reg.url, "idle", probe...)
 		}},
 		{rowIdleProbe, func(int) []string { return probe }},
+	}
+	if h.bins.compare != "" {
+		res.wrappers = 2 * k
+		kinds = append(kinds, struct {
+			name string
+			argv func(i int) []string
+		}{rowIdleCompare, func(i int) []string {
+			return wrapperArgv(h.bins.compare, fmt.Sprintf("idle-cmp-%d", i), h.reg.url, "idle", probe...)
+		}})
 	}
 	if h.bins.tini != "" {
 		kinds = append(kinds, struct {
@@ -92,8 +102,14 @@ func measureIdle(ctx context.Context, h *harness, k int, window time.Duration) (
 	}
 	defer c.Close()
 	for i := range k {
-		if err := waitRegistered(ctx, c, fmt.Sprintf("idle-%d", i), 20*time.Second); err != nil {
-			return nil, fmt.Errorf("idle: %w", err)
+		ids := []string{fmt.Sprintf("idle-%d", i)}
+		if h.bins.compare != "" {
+			ids = append(ids, fmt.Sprintf("idle-cmp-%d", i))
+		}
+		for _, id := range ids {
+			if err := waitRegistered(ctx, c, id, 20*time.Second); err != nil {
+				return nil, fmt.Errorf("idle: %w", err)
+			}
 		}
 	}
 	// Let start-up finish (first heartbeat, allocations that are kept)
@@ -206,8 +222,8 @@ func (r *idleResult) write(w io.Writer) {
 		pct := func(v float64) float64 { return v / 1000 / secs * 100 }
 		budget, v := "", ""
 		if row.name == rowIdleWrapper {
-			budget = "RSS < 15 MiB, CPU < 0.1 %"
-			v = verdict(sh.Max < 15 && pct(sc.Max) < 0.1)
+			budget = "peak RSS < 10 MiB, CPU < 0.1 %"
+			v = verdict(sh.Max < 10 && pct(sc.Max) < 0.1)
 		}
 		t.add(row.name, fmt.Sprint(sc.N),
 			f(sc.Median, 0)+" ("+f(sc.Min, 0)+" – "+f(sc.Max, 0)+")",

@@ -50,9 +50,12 @@ import (
 // options bound every measurement in count and time.
 type options struct {
 	wrapper, registry, probe string // prebuilt binaries; built when empty
-	tini                     string // "" looks tini up in PATH; "none" skips it
-	quick                    bool
-	only                     []string
+	// compare is another sr-wrapper (an earlier build), measured beside
+	// wrapper in the start rows; "" for none.
+	compare string
+	tini    string // "" looks tini up in PATH; "none" skips it
+	quick   bool
+	only    []string
 
 	startRuns    int
 	signalRuns   int
@@ -106,6 +109,7 @@ func main() {
 	flag.BoolVar(&o.quick, "quick", os.Getenv("BENCH_QUICK") == "1", "run every measurement briefly, as a smoke test (default from BENCH_QUICK=1)")
 	flag.StringVar(&o.wrapper, "wrapper", "", "sr-wrapper binary to measure (default: build it)")
 	flag.StringVar(&o.registry, "registry", "", "sr-registry binary (default: build it)")
+	flag.StringVar(&o.compare, "compare", "", "another sr-wrapper binary (an earlier build) to measure beside -wrapper in the start latency rows")
 	flag.StringVar(&o.probe, "probe", "", "probe binary (default: build ./bench/wrapper/probe)")
 	flag.StringVar(&o.tini, "tini", "", `tini binary for the baseline rows (default: "tini" from PATH; "none" skips them)`)
 	only := flag.String("only", strings.Join(measurements, ","), "measurements to run, comma-separated: "+strings.Join(measurements, ","))
@@ -265,7 +269,7 @@ func measure(ctx context.Context, o options, out io.Writer) (*results, error) {
 // binariesFor returns the binaries given in o, building the missing ones
 // (the launcher always).
 func binariesFor(ctx context.Context, o options, dir string) (binaries, error) {
-	b := binaries{wrapper: o.wrapper, registry: o.registry, probe: o.probe}
+	b := binaries{wrapper: o.wrapper, registry: o.registry, probe: o.probe, compare: o.compare}
 	pkgs := []string{"bench/wrapper/launcher"}
 	targets := []*string{&b.launcher}
 	for _, t := range []struct {

@@ -167,3 +167,76 @@ func installAlone(t *testing.T, src, dst string) {
 		t.Fatalf("copy %s to %s: %v", src, dst, err)
 	}
 }
+
+// TestSystemdWatchdog: under WatchdogSec= (WATCHDOG_USEC, and WATCHDOG_PID
+// when systemd names the main process) the wrapper sends WATCHDOG=1 every
+// half timeout while its child runs; a WATCHDOG_PID naming another process
+// means the watchdog is someone else's. The child never sees the
+// variables.
+func TestSystemdWatchdog(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t)
+	const usec = "200000" // 200 ms: a ping every 100 ms
+	vars := []string{"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
+	tests := []struct {
+		name      string
+		env       []string
+		prefix    []string
+		wantPings bool
+	}{
+		{name: "WATCHDOG_USEC alone", env: []string{"WATCHDOG_USEC=" + usec}, wantPings: true},
+		// As systemd does it: the pid of the process it started.
+		{name: "WATCHDOG_PID is the wrapper", env: []string{"WATCHDOG_USEC=" + usec},
+			prefix: []string{"sh", "-c", `WATCHDOG_PID=$$ exec "$0" "$@"`}, wantPings: true},
+		{name: "WATCHDOG_PID is another process", env: []string{"WATCHDOG_USEC=" + usec, "WATCHDOG_PID=1"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			acct := newAccount(t, reg.URL)
+			sock, notes := notifySocket(t)
+			args := []string{"--ready", "--exit-on-term", "0"}
+			for _, v := range vars {
+				args = append(args, "--print-env", v)
+			}
+			w := startWrapper(t, cmdline(acct.flags(reg.URL, "watched"), fakeproc(args...)...),
+				startOpts{Env: append([]string{"NOTIFY_SOCKET=" + sock}, tt.env...), Prefix: tt.prefix})
+			for _, v := range vars {
+				w.waitStdout(eventWait, "what the child sees of "+v, exactly("unset "+v))
+			}
+
+			// What systemd hears until READY=1 and a second beyond.
+			var pings int
+			var ready bool
+			deadline := time.After(startWait)
+			for settle := (<-chan time.Time)(nil); ; {
+				select {
+				case msg := <-notes:
+					switch {
+					case msg == "WATCHDOG=1":
+						pings++
+					case strings.HasPrefix(msg, "READY=1"):
+						ready, settle = true, time.After(time.Second)
+					}
+					continue
+				case <-settle:
+				case <-deadline:
+					t.Fatalf("no READY=1 within %s (%d pings)", startWait, pings)
+				}
+				break
+			}
+			switch {
+			case !ready:
+				t.Fatal("no READY=1")
+			case tt.wantPings && pings < 3:
+				t.Errorf("%d WATCHDOG=1 in the second after READY=1 and before it, want one every 100 ms", pings)
+			case !tt.wantPings && pings != 0:
+				t.Errorf("%d WATCHDOG=1, want none: the watchdog is another process's", pings)
+			}
+			w.signal(syscall.SIGTERM)
+			if code := w.wait(exitWait); code != 0 {
+				t.Fatalf("exit code %d, want the child's 0", code)
+			}
+		})
+	}
+}

@@ -37,22 +37,54 @@ func (e *ErrExit) Error() string { return fmt.Sprintf("exit %d", e.Code) }
 // Help and version go to stdout and come back as *ErrExit with status 0;
 // any usage error is returned as an error whose text names the flag and
 // the rule, for the caller to print and exit with ExitUsage.
+//
+// A good command line is parsed without kong (parseFast), which gives the
+// same result faster; kong parses every other.
 func ParseWrapper(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*WrapperConfig, error) {
+	var fast Wrapper
+	if given, ok := parseFast(&fast, args, wrapperDefaultVars()); ok {
+		fast.given = given
+		return fast.Config(getenv)
+	}
+	return parseWrapperKong(args, version, getenv, stdout, stderr)
+}
+
+// parseWrapperKong is ParseWrapper with kong alone.
+func parseWrapperKong(args []string, version buildinfo.Info, getenv func(string) string, stdout, stderr io.Writer) (*WrapperConfig, error) {
+	w, ctx, err := kongWrapper(args, version, stdout, stderr)
+	if err != nil {
+		return nil, err
+	}
+	w.given = givenFlags(ctx)
+	return w.Config(getenv)
+}
+
+// kongWrapper parses sr-wrapper's command line with kong.
+func kongWrapper(args []string, version buildinfo.Info, stdout, stderr io.Writer) (*Wrapper, *kong.Context, error) {
 	var w struct {
 		Wrapper `embed:""`
 		Version kong.VersionFlag `name:"version" help:"Print the version and exit."`
 	}
-	vars := kong.Vars{
-		"registry_help":  wrapperRegistryHelp,
-		"check_interval": health.DefaultInterval.String(),
-		"check_timeout":  health.DefaultTimeout.String(),
-		"check_rise":     strconv.Itoa(health.DefaultRise),
-		"check_fall":     strconv.Itoa(health.DefaultFall),
+	vars := kong.Vars{"registry_help": wrapperRegistryHelp}
+	for k, v := range wrapperDefaultVars() {
+		vars[k] = v
 	}
-	if _, err := Parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr); err != nil {
-		return nil, err
+	ctx, err := Parse(&w, "sr-wrapper", wrapperDescription, vars, args, version, stdout, stderr)
+	if err != nil {
+		return nil, nil, err
 	}
-	return w.Wrapper.Config(getenv)
+	return &w.Wrapper, ctx, nil
+}
+
+// wrapperDefaultVars are the variables sr-wrapper's defaults use.
+func wrapperDefaultVars() map[string]string {
+	return map[string]string{
+		"default_registry": srapi.DefaultRegistryURL,
+		"check_interval":   health.DefaultInterval.String(),
+		"check_timeout":    health.DefaultTimeout.String(),
+		"check_rise":       strconv.Itoa(health.DefaultRise),
+		"check_fall":       strconv.Itoa(health.DefaultFall),
+	}
 }
 
 // Parse parses a command's arguments (without the program name) into
@@ -100,3 +132,15 @@ func Parse(target any, name, description string, vars kong.Vars, args []string, 
 }
 
 type exitSentinel struct{}
+
+// givenFlags names the flags given on the command line, not those that
+// got their value from a default or the environment.
+func givenFlags(ctx *kong.Context) map[string]bool {
+	given := map[string]bool{}
+	for _, p := range ctx.Path {
+		if p.Flag != nil && !p.Resolved {
+			given[p.Flag.Name] = true
+		}
+	}
+	return given
+}

@@ -52,9 +52,9 @@ type Config struct {
 
 	// AbortOnFailure makes the Keeper give up (a GaveUp event) when
 	// registration fails for good: a permanent error (a rejected request,
-	// a forbidden tenant), Retries failed attempts in a row, no success
-	// within one heartbeat timeout of trying, or no heartbeat for two
-	// timeouts. Without it the Keeper never gives up on its own account:
+	// a forbidden tenant), Retries failed attempts in a row or, without
+	// Retries, no success within one heartbeat timeout of trying; or no
+	// heartbeat for two timeouts. Without it the Keeper never gives up on its own account:
 	// the child must never pay for the registry's troubles.
 	AbortOnFailure bool
 	// Retries bounds the failed registration attempts in a row; 0 means
@@ -474,21 +474,24 @@ func (a *attempts) failed(log *zap.Logger, op string, err error) (time.Duration,
 	a.n++
 	err = fmt.Errorf("%s for service %q: %w", op, a.cfg.Service.ID, err)
 	abort := a.cfg.AbortOnFailure
+	// The time limits stand in for a bound the user did not give: with
+	// Retries, the count alone decides, however long it takes.
+	timed := abort && a.cfg.Retries == 0
 	switch {
 	case abort && registry.IsPermanent(err):
 		return 0, fmt.Errorf("%w: %w", ErrGaveUp, err)
 	case a.cfg.Retries > 0 && a.n >= a.cfg.Retries:
 		return 0, fmt.Errorf("%w: %d attempts in a row failed (--retries): %w", ErrGaveUp, a.n, err)
-	case abort && held && now.Sub(*since) >= budget:
+	case timed && held && now.Sub(*since) >= budget:
 		return 0, fmt.Errorf("%w: still held by another session after %s: %w", ErrGaveUp, budget, err)
-	case abort && now.Sub(*since) >= budget:
+	case timed && now.Sub(*since) >= budget:
 		return 0, fmt.Errorf("%w: no success within one heartbeat timeout (%s): %w", ErrGaveUp, budget, err)
 	}
 	delay := a.backoff.NextBackOff()
 	if held {
 		delay = jitter(heldRetryInterval)
 	}
-	if abort {
+	if timed {
 		delay = min(delay, since.Add(budget).Sub(now)) // the last try when the time is up
 	}
 	if !held {

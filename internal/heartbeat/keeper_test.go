@@ -33,6 +33,8 @@ type scripted struct {
 	n       map[string]int
 	calls   []call // every call, in order
 	events  chan string
+	// registered is every service Register was given.
+	registered []registry.Service
 }
 
 type call struct {
@@ -91,6 +93,9 @@ func (ss *scriptedSession) Heartbeat(ctx context.Context) error {
 	return ss.r.do("heartbeat", ss.id)
 }
 func (ss *scriptedSession) Register(ctx context.Context, svc registry.Service) error {
+	ss.r.mu.Lock()
+	ss.r.registered = append(ss.r.registered, svc)
+	ss.r.mu.Unlock()
 	return ss.r.do("register", ss.id)
 }
 func (ss *scriptedSession) Deregister(ctx context.Context, id string) error {
@@ -339,7 +344,7 @@ func TestGivingUp(t *testing.T) {
 		call        string // that fails
 		fail        func(int) error
 		wantCalls   int           // CreateSession or Register calls; 0: not checked
-		wantAfter   time.Duration // gave up exactly then
+		wantAfter   time.Duration // gave up exactly then; -1 within one timeout, -2 after it, -3 after heldBudget
 		wantInError string
 	}{
 		{name: "permanent error", call: "create", fail: func(int) error { return permanent("403 forbiddenError") },
@@ -352,6 +357,12 @@ func TestGivingUp(t *testing.T) {
 			wantAfter: ttl, wantInError: "register service"},
 		{name: "id held for longer than any timeout", call: "register", fail: func(int) error { return registry.ErrServiceExists },
 			wantAfter: heldBudget, wantInError: "still held by another session"},
+		// --retries, when given, is the bound: the time limits are the
+		// defaults that stand in for it, and must not cut it short.
+		{name: "retries outlast one timeout", retries: 10, call: "create", fail: func(int) error { return errDown },
+			wantCalls: 10, wantAfter: -2, wantInError: "10 attempts in a row failed (--retries)"},
+		{name: "retries outlast the wait for a held id", retries: 40, call: "register", fail: func(int) error { return registry.ErrServiceExists },
+			wantCalls: 40, wantAfter: -3, wantInError: "40 attempts in a row failed (--retries)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -366,8 +377,12 @@ func TestGivingUp(t *testing.T) {
 					t.Fatalf("event %v, want GaveUp with ErrGaveUp and %q", e, tt.wantInError)
 				}
 				switch {
-				case tt.wantAfter < 0 && took >= ttl:
+				case tt.wantAfter == -1 && took >= ttl:
 					t.Errorf("gave up after %s, want before one timeout (%s)", took, ttl)
+				case tt.wantAfter == -2 && took <= ttl:
+					t.Errorf("gave up after %s, want after one timeout (%s)", took, ttl)
+				case tt.wantAfter == -3 && took <= heldBudget:
+					t.Errorf("gave up after %s, want after %s", took, heldBudget)
 				case tt.wantAfter >= 0 && took != tt.wantAfter:
 					t.Errorf("gave up after %s, want %s", took, tt.wantAfter)
 				}

@@ -108,6 +108,18 @@ func TestSystemdExampleUnit(t *testing.T) {
 			stop, need)
 	}
 
+	// The watchdog: long enough that a busy machine never starves it,
+	// and a watchdog timeout restarts the unit.
+	wd, err := timespan(svc.last("WatchdogSec"))
+	if err != nil {
+		t.Errorf("WatchdogSec: %v; want it set: the wrapper pings systemd's watchdog from its supervising loop", err)
+	} else if wd < 10*time.Second {
+		t.Errorf("WatchdogSec=%s; want 10s or more, so that a loaded machine does not make a working wrapper miss a ping", wd)
+	}
+	if r := svc.last("Restart"); r != "on-failure" && r != "on-watchdog" && r != "on-abnormal" && r != "always" {
+		t.Errorf("Restart=%s does not restart the unit after a watchdog timeout", r)
+	}
+
 	// systemctl reload: HUP to the wrapper, which forwards it.
 	reload, err := unitCommand(svc.last("ExecReload"), "web-01")
 	if err != nil {
@@ -125,7 +137,7 @@ func TestSystemdExampleUnit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README.md: %v", err)
 	}
-	for _, key := range []string{"Type", "KillMode", "TimeoutStopSec", "ExecReload", "Restart"} {
+	for _, key := range []string{"Type", "WatchdogSec", "KillMode", "TimeoutStopSec", "ExecReload", "Restart"} {
 		if got, want := excerpt[key], svc.last(key); got != want {
 			t.Errorf("README's systemd excerpt has %s=%q, the unit %q", key, got, want)
 		}

@@ -121,8 +121,9 @@ type Subscription struct {
 // The real-time signals come with AddRealtime, separately, because
 // os/signal enables each signal with a round trip to the runtime's
 // signal-mask thread: the 30 real-time ones cost about 1.5 ms on a small
-// machine, which the wrapper spends after starting its child rather than
-// in front of it. Until then the Go runtime drops a real-time signal
+// machine, which the wrapper spends a few milliseconds after starting its
+// child (package supervisor's serveDelay) rather than in front of it or
+// beside its start-up. Until then the Go runtime drops a real-time signal
 // that arrives; none is sent in a service's first milliseconds.
 //
 // Call it before starting the child: until then Go's defaults apply, and a

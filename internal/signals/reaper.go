@@ -112,9 +112,6 @@ func NewReaper(opts ReaperOptions) (*Reaper, error) {
 		r.setSubreaper = true
 	}
 	r.reapAll = isInit || r.setSubreaper || isSubreaper()
-	// Subscribe before the first pass, so that no exit between the two
-	// goes unnoticed.
-	signal.Notify(r.sigchld, syscall.SIGCHLD)
 	go r.run()
 	return r, nil
 }
@@ -190,6 +187,12 @@ func (r *Reaper) Close() error {
 
 func (r *Reaper) run() {
 	defer close(r.exited)
+	// Subscribed here, not in NewReaper, so that the round trip to the
+	// runtime's signal thread is not spent in front of the wrapper's
+	// child; subscribed before the first pass, so that no exit between
+	// the two goes unnoticed. Until then SIGCHLD is ignored, and the
+	// first pass finds any child that exited meanwhile.
+	signal.Notify(r.sigchld, syscall.SIGCHLD)
 	tick := time.NewTicker(safetyInterval)
 	defer tick.Stop()
 	for {

@@ -1,5 +1,6 @@
 // Package supervisor runs the wrapped program: it starts the child, passes
-// signals on to it, stops it with a grace period, and turns its end into
+// signals on to it, stops it with a grace period, stops what it leaves
+// behind in its process group (see KillMode), and turns its end into
 // the wrapper's exit status (the code, or 128+N after signal N, 127 for a
 // command not found, 126 for one that cannot be executed).
 //

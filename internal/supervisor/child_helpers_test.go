@@ -35,6 +35,8 @@ func runHelper(h string) int {
 		err = pid1Helper()
 	case "tty":
 		err = terminalHelper()
+	case "leftovers-without-proc":
+		err = leftoversWithoutProcHelper()
 	default:
 		err = fmt.Errorf("unknown helper %q", h)
 	}

@@ -38,8 +38,8 @@ type StopResult struct {
 // If ctx ends first, StopChild returns what happened so far and an error
 // wrapping ctx.Err(); the child may still be running. Bound ctx: a process
 // in uninterruptible sleep (a hung NFS mount) outlives even SIGKILL for a
-// while. It does not kill stragglers of the group once the child itself
-// has exited; call KillGroup for that.
+// while. It leaves alone what remains of the group once the child itself
+// has exited: Run stops that (KillGroup).
 func StopChild(ctx context.Context, c *Child, sig syscall.Signal, toGroup bool, timeout time.Duration) (StopResult, error) {
 	var res StopResult
 	if st, ok := c.ExitStatus(); ok {

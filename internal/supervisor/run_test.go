@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -215,4 +216,76 @@ func TestHooksFollowTheRegistrationUntilStopping(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The watchdog is fed from the run loop, so that a loop that is stuck
+// (here in a hook that does not return) starves it, and only while the
+// child runs: not while what it left behind is stopped.
+func TestWatchdogIsFedByTheLoopWhileTheChildRuns(t *testing.T) {
+	const period = 10 * time.Millisecond
+	t.Run("a stuck loop stops the pings", func(t *testing.T) {
+		reg := newFakeRegistration()
+		pings := make(chan struct{}, 1000)
+		inReady, release := make(chan struct{}), make(chan struct{})
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		done := make(chan int, 1)
+		go func() {
+			done <- Run(ctx, Config{
+				Child:          ChildSpec{Argv: fake("--exit-on-term", "0"), Stdin: devNull(t)},
+				Registration:   reg,
+				WatchdogPeriod: period,
+				Hooks: Hooks{
+					Watchdog: func() { pings <- struct{}{} },
+					Ready:    func(bool) { close(inReady); <-release },
+				},
+			})
+		}()
+		for range 3 {
+			receiveWithin(t, pings, "a watchdog ping")
+		}
+		reg.events <- heartbeat.Event{Kind: heartbeat.Registered}
+		receiveWithin(t, inReady, "the Ready hook")
+		for len(pings) > 0 {
+			<-pings
+		}
+		select {
+		case <-pings:
+			t.Fatal("a ping while the loop is stuck in a hook")
+		case <-time.After(20 * period):
+		}
+		close(release)
+		receiveWithin(t, pings, "a ping once the loop turns again")
+		cancel()
+		receiveWithin(t, done, "return of Run")
+	})
+
+	t.Run("none once the child has exited", func(t *testing.T) {
+		var mu sync.Mutex
+		var told []string
+		note := func(s string) {
+			mu.Lock()
+			told = append(told, s)
+			mu.Unlock()
+		}
+		done := make(chan int, 1)
+		go func() {
+			done <- Run(context.Background(), Config{
+				// Its leftover ignores TERM and is killed after the stop
+				// timeout, 30 periods after the child's exit.
+				Child:          ChildSpec{Argv: []string{"sh", "-c", "(trap '' TERM; exec sleep 1000) & sleep 0.1"}, Stdin: devNull(t)},
+				Registration:   newFakeRegistration(),
+				StopTimeout:    30 * period,
+				WatchdogPeriod: period,
+				Hooks:          Hooks{Watchdog: func() { note("ping") }, Stopping: func() { note("stopping") }},
+			})
+		}()
+		receiveWithin(t, done, "return of Run")
+		mu.Lock()
+		defer mu.Unlock()
+		i := slices.Index(told, "stopping")
+		if i < 1 || slices.Contains(told[i:], "ping") {
+			t.Errorf("hooks %q; want pings while the child ran, none after its exit (stopping)", told)
+		}
+	})
 }

@@ -13,13 +13,17 @@ import (
 // heartbeat timeout without --abort-on-failure, so that a registry that
 // stays down does not make systemd kill the unit for never becoming ready.
 // The supervisor calls them from its loop, so what systemd hears is in
-// that order and ends with STOPPING=1. A nil Notifier sends nothing.
+// that order and ends with STOPPING=1; WATCHDOG=1 comes from that loop
+// too, while the child runs. A nil Notifier sends nothing.
 func systemdHooks(n *sdnotify.Notifier, log *zap.Logger) supervisor.Hooks {
 	report := func(err error) {
 		if err != nil {
 			log.Warn("notify systemd", zap.Error(err))
 		}
 	}
+	// A ping that fails (systemd gone) fails again every period: say so
+	// once, and again once it has recovered and failed anew.
+	pingFailing := false
 	return supervisor.Hooks{
 		Ready: func(registered bool) {
 			if registered {
@@ -39,5 +43,12 @@ func systemdHooks(n *sdnotify.Notifier, log *zap.Logger) supervisor.Hooks {
 			}
 		},
 		Stopping: func() { report(n.Stopping("stopping")) },
+		Watchdog: func() {
+			err := n.Watchdog()
+			if err != nil && !pingFailing {
+				log.Warn("ping systemd's watchdog", zap.Error(err))
+			}
+			pingFailing = err != nil
+		},
 	}
 }

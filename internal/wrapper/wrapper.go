@@ -55,9 +55,15 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 		svcLog.Warn("cannot notify systemd", zap.Error(err))
 	}
 	defer func() { _ = notifier.Close() }()
+	watchdog, err := sdnotify.ReadWatchdog(os.Getenv, os.Getpid())
+	if err != nil {
+		svcLog.Warn("ignoring the systemd watchdog", zap.Error(err))
+	} else if watchdog.Enabled() {
+		svcLog.Debug("pinging the systemd watchdog", zap.Duration("timeout", watchdog.Timeout), zap.Duration("every", watchdog.Period()))
+	}
 
 	keeper := heartbeat.New(heartbeat.Config{
-		Registry: reg,
+		Registry: advertise(reg, cfg.AdvertiseIP),
 		Service: registry.Service{
 			ID:       cfg.Service.ID,
 			Tags:     cfg.Service.Tags,
@@ -84,27 +90,41 @@ func Run(ctx context.Context, cfg *cli.WrapperConfig, log *zap.Logger, backends 
 			Argv: cfg.Command,
 			Env:  env,
 		},
-		Registration:  keeper,
-		StopSignal:    cfg.StopSignal,
-		StopTimeout:   cfg.StopTimeout,
-		DrainDelay:    cfg.DrainDelay,
-		SignalGroup:   cfg.SignalGroup,
-		Subreaper:     cfg.Subreaper,
-		AbortExitCode: cli.ExitAbort,
-		ReadyTimeout:  readyTimeout,
-		Companions:    companions,
-		Hooks:         systemdHooks(notifier, svcLog),
-		Logger:        svcLog,
+		Registration:   keeper,
+		StopSignal:     cfg.StopSignal,
+		StopTimeout:    cfg.StopTimeout,
+		DrainDelay:     cfg.DrainDelay,
+		SignalGroup:    cfg.SignalGroup,
+		KillMode:       killMode(cfg.KillMode),
+		Subreaper:      cfg.Subreaper,
+		AbortExitCode:  cli.ExitAbort,
+		ReadyTimeout:   readyTimeout,
+		Companions:     companions,
+		Hooks:          systemdHooks(notifier, svcLog),
+		WatchdogPeriod: watchdog.Period(),
+		Logger:         svcLog,
 	})
+}
+
+func killMode(mode string) supervisor.KillMode {
+	if mode == cli.KillModeProcess {
+		return supervisor.KillProcess
+	}
+	return supervisor.KillGroup
 }
 
 // childEnv is the wrapper's environment without its secrets, plus the
 // service id: the child must never see the registry's API key. It also
-// loses NOTIFY_SOCKET: the wrapper speaks for the unit, and a child's own
-// READY=1 (accepted under NotifyAccess=all) would announce a service that
-// is not registered yet.
+// loses systemd's NOTIFY_SOCKET and watchdog variables: the wrapper
+// speaks for the unit, a child's own READY=1 (accepted under
+// NotifyAccess=all) would announce a service that is not registered yet,
+// and a child that took the watchdog for its own would ping for a unit
+// that is not its to vouch for.
 func childEnv(env []string, serviceID string) []string {
-	drop := map[string]bool{ServiceIDEnv: true, sdnotify.SocketEnv: true}
+	drop := map[string]bool{ServiceIDEnv: true}
+	for _, name := range sdnotify.EnvNames() {
+		drop[name] = true
+	}
 	for _, name := range cli.SecretEnv() {
 		drop[name] = true
 	}

@@ -1,14 +1,18 @@
-// Command launcher is the least a Go process can do to run a child: it
-// exists only so that the wrapper benchmark (bench/wrapper) can show, in
-// the same run, what any Go wrapper costs its child before sr-wrapper's
-// own work begins — a second exec and a Go runtime start-up — and, with
-// -notify, what subscribing to the signals sr-wrapper forwards adds.
+// Command launcher is the least a Go process can do to run a child and
+// not strand it: the floor of the design's start-up budget ("a minimal Go
+// launcher: start the child, subscribe to TERM, wait"). It exists only so
+// that the wrapper benchmark (bench/wrapper) can show, in the same run,
+// what any Go wrapper costs its child before sr-wrapper's own work begins
+// — a second exec, a Go runtime start-up, the first signal subscription —
+// and, with -notify, what subscribing to every signal sr-wrapper forwards
+// adds.
 //
 //	launcher [-notify] COMMAND [ARGS...]
 //
-// It starts COMMAND in its own process group, as sr-wrapper does, waits
-// for it and exits with its code. It forwards nothing and registers
-// nothing: it is a measuring stick, not a tool.
+// It subscribes to TERM (with -notify, to all of signals.Forwarded), starts
+// COMMAND in its own process group, as sr-wrapper does, waits for it and
+// exits with its code. It forwards nothing and registers nothing: it is a
+// measuring stick, not a tool.
 package main
 
 import (
@@ -29,9 +33,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: launcher [-notify] COMMAND [ARGS...]")
 		os.Exit(2)
 	}
+	// Without a subscription a TERM would end the launcher and strand the
+	// child.
+	c := make(chan os.Signal, 64)
 	if *notify {
-		c := make(chan os.Signal, 64)
 		signal.Notify(c, signals.Forwarded()...)
+	} else {
+		signal.Notify(c, syscall.SIGTERM)
 	}
 	p, err := os.StartProcess(argv[0], argv, &os.ProcAttr{
 		Files: []*os.File{os.Stdin, os.Stdout, os.Stderr},

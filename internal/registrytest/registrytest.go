@@ -1,10 +1,12 @@
 // Package registrytest starts real sr-registry servers for other packages'
 // tests: in-process (Start) or as the built sr-registry binary in its own
 // process (BuildBinary, StartProcess; Launch without a testing.TB, for
-// benchmarks), always on 127.0.0.1 with a temporary data dir.
+// benchmarks), always on 127.0.0.1 with a temporary data dir, or on etcd
+// (WithEtcd, or --store for a process), where several servers given the
+// same etcd and prefix are frontends of one registry.
 //
 // It is test support, not a fake: the servers are internal/server with its
-// bbolt store, so what a test sees is what production does. It holds no
+// real stores, so what a test sees is what production does. It holds no
 // package-level state; every helper registers its own cleanup with t.
 //
 //	reg := registrytest.Start(t)                 // dev mode: any username works

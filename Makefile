@@ -10,7 +10,7 @@ LDFLAGS   := -s -w -X $(PKG)/internal/buildinfo.version=$(VERSION) -X $(PKG)/int
 CMDS      := sr-wrapper sr-wrapper-etcd sr-registry srctl
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build demo test test-deps lint unit fuzz bench release screenshots clean
+.PHONY: all build demo demo-cluster test test-deps lint unit fuzz bench release screenshots clean
 
 all: build
 
@@ -22,6 +22,12 @@ build:
 # disappearing. Needs nothing but Go.
 demo: build
 	./scripts/demo.sh
+
+# The registry as a cluster: three etcd members (Debian's etcd-server, which
+# make test-deps installs), three sr-registry frontends, a wrapped program
+# that stays registered when the frontend it uses is killed.
+demo-cluster: build
+	./scripts/demo-cluster.sh
 
 # Everything CI runs: system packages the integration tests need, lint, and
 # every test with the race detector.
@@ -50,6 +56,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/hostaddr
 	$(GO) test -run '^$$' -fuzz '^FuzzParseRoutes$$' -fuzztime $(FUZZTIME) ./internal/hostaddr
 	$(GO) test -run '^$$' -fuzz '^FuzzRequest$$' -fuzztime $(FUZZTIME) ./internal/server
+	$(GO) test -run '^$$' -fuzz '^FuzzRequestEtcd$$' -fuzztime $(FUZZTIME) ./internal/server
 	$(GO) test -run '^$$' -fuzz '^FuzzFastHeartbeatToken$$' -fuzztime $(FUZZTIME) ./internal/server
 
 bench:

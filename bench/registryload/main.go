@@ -50,19 +50,25 @@ import (
 )
 
 type options struct {
-	sessions  int
-	tenants   int
-	conns     int
-	duration  time.Duration
-	rate      int
-	timeout   int
-	idleConns int
-	cpuprof   string
-	memprof   string
-	separate  bool
-	procs     int
-	child     bool
-	childMax  int
+	sessions   int
+	tenants    int
+	conns      int
+	duration   time.Duration
+	rate       int
+	timeout    int
+	idleConns  int
+	cpuprof    string
+	memprof    string
+	separate   bool
+	procs      int
+	child      bool
+	childMax   int
+	reregister int
+	childStore string
+	cluster    bool
+	etcdBin    string
+	members    int
+	frontends  int
 }
 
 func main() {
@@ -80,6 +86,12 @@ func main() {
 	flag.IntVar(&o.procs, "server-procs", 0, "GOMAXPROCS of the server child process (0: the Go default, all CPUs)")
 	flag.BoolVar(&o.child, "child-server", false, "internal: be the server child process")
 	flag.IntVar(&o.childMax, "child-session-limit", 100, "internal: per-tenant session limit of the child server")
+	flag.IntVar(&o.reregister, "reregister", 0, "instead of the heartbeat load: N wrappers of ONE tenant register at once, then re-register at once (a mass restart); 1..5000")
+	flag.StringVar(&o.childStore, "child-store", "", "internal: etcd:// store of the child server")
+	flag.BoolVar(&o.cluster, "cluster", false, "instead: -sessions sessions heartbeating through -frontends sr-registry processes on a -members etcd cluster (the etcd binary, -etcd-bin), against raw etcd lease keep-alives at the same concurrency")
+	flag.StringVar(&o.etcdBin, "etcd-bin", "etcd", "with -cluster: the etcd server binary (Debian: etcd-server)")
+	flag.IntVar(&o.members, "members", 3, "with -cluster: etcd members (1..5)")
+	flag.IntVar(&o.frontends, "frontends", 3, "with -cluster: sr-registry frontends (1..5)")
 	flag.Parse()
 	if o.memprof != "" {
 		runtime.MemProfileRate = 1 // every allocation, for an exact diff
@@ -87,6 +99,12 @@ func main() {
 	run := run
 	if o.child {
 		run = runChild
+	}
+	if o.reregister > 0 {
+		run = reregister
+	}
+	if o.cluster && !o.child {
+		run = runCluster
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "registryload:", err)
@@ -116,7 +134,7 @@ func run(o options) error {
 	if o.separate {
 		srv, err = startChild(perTenant, o.procs, o.cpuprof)
 	} else {
-		srv, err = startInProcess(perTenant)
+		srv, err = startInProcess(api.ResourceLimits{Session: perTenant})
 	}
 	if err != nil {
 		return err

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
@@ -29,6 +30,8 @@ type serverHandle struct {
 	// cpu returns the server process's CPU time so far (0 in process,
 	// where it cannot be told apart from the load generator's).
 	cpu func() (time.Duration, error)
+	// pid is the child's process id (0 in process).
+	pid int
 }
 
 // heapAfterGC returns the live heap plus goroutine stacks after two
@@ -42,17 +45,34 @@ func heapAfterGC() uint64 {
 	return ms.HeapAlloc + ms.StackInuse
 }
 
-// serve starts a dev-mode server with a temporary data dir on a loopback
-// port.
-func serve(sessionLimit int) (addr string, stop func() error, err error) {
+// serve starts a dev-mode server on a loopback port, with a temporary
+// data dir, or on etcd when storeURL is an etcd:// URL.
+func serve(limits api.ResourceLimits, storeURL string) (addr string, stop func() error, err error) {
 	dir, err := os.MkdirTemp("", "registryload-")
 	if err != nil {
 		return "", nil, err
 	}
-	srv, err := server.New(server.Config{Dev: true, DataDir: dir, Limits: api.ResourceLimits{Session: sessionLimit}})
+	cfg := server.Config{Dev: true, DataDir: dir, Limits: limits}
+	if storeURL != "" {
+		ec, err := etcdconf.ParseURLOf("-store", storeURL)
+		if err != nil {
+			return "", nil, err
+		}
+		cfg.DataDir, cfg.Etcd = "", &ec
+	}
+	srv, err := server.New(cfg)
 	if err != nil {
 		os.RemoveAll(dir)
 		return "", nil, err
+	}
+	for storeURL != "" {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := srv.Ready(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // etcd connects in the background
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -70,8 +90,8 @@ func serve(sessionLimit int) (addr string, stop func() error, err error) {
 	}, nil
 }
 
-func startInProcess(sessionLimit int) (serverHandle, error) {
-	addr, stop, err := serve(sessionLimit)
+func startInProcess(limits api.ResourceLimits) (serverHandle, error) {
+	addr, stop, err := serve(limits, "")
 	if err != nil {
 		return serverHandle{}, err
 	}
@@ -83,11 +103,17 @@ func startInProcess(sessionLimit int) (serverHandle, error) {
 // child prints "addr HOST:PORT", answers each "mem" line on its stdin with
 // "mem HEAPALLOC", and shuts down gracefully when its stdin closes.
 func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
+	return startChildOn(sessionLimit, procs, cpuprof, "")
+}
+
+// startChildOn is startChild with the child's state on etcd at storeURL
+// (when not empty). It returns once the child's store is ready.
+func startChildOn(sessionLimit, procs int, cpuprof, storeURL string) (serverHandle, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return serverHandle{}, err
 	}
-	args := []string{"-child-server", "-child-session-limit", strconv.Itoa(sessionLimit)}
+	args := []string{"-child-server", "-child-session-limit", strconv.Itoa(sessionLimit), "-child-store", storeURL}
 	if cpuprof != "" {
 		args = append(args, "-cpuprofile", cpuprof+".server")
 	}
@@ -150,12 +176,12 @@ func startChild(sessionLimit, procs int, cpuprof string) (serverHandle, error) {
 		}
 		return time.ParseDuration(v)
 	}
-	return serverHandle{addr: addr, heap: heap, stop: stop, profile: profile, cpu: cpu}, nil
+	return serverHandle{addr: addr, heap: heap, stop: stop, profile: profile, cpu: cpu, pid: cmd.Process.Pid}, nil
 }
 
 // runChild is the server child process.
 func runChild(o options) error {
-	addr, stop, err := serve(o.childMax)
+	addr, stop, err := serve(api.ResourceLimits{Session: o.childMax}, o.childStore)
 	if err != nil {
 		return err
 	}

@@ -31,12 +31,15 @@ const (
 
 type flags struct {
 	Listen      string           `default:"127.0.0.1:8181" help:"Address to serve on (port 0 picks a free port; the log says which)."`
-	DataDir     string           `placeholder:"DIR" help:"Directory of the durable state; created if missing. Default: $XDG_DATA_HOME/sr-registry or ~/.local/share/sr-registry."`
+	DataDir     string           `placeholder:"DIR" help:"Directory of the durable state (bbolt); created if missing. Default: $XDG_DATA_HOME/sr-registry or ~/.local/share/sr-registry."`
+	Store       string           `placeholder:"URL" help:"Keep the state in etcd instead of --data-dir, shared by every sr-registry given the same URL: etcd://host:2379[,host:2379...][/prefix] (etcds:// for TLS; default prefix /sr)."`
 	Dev         bool             `help:"Development mode: accept any username and API key; each username is its own tenant."`
 	Credentials string           `placeholder:"FILE" help:"Accounts that may authenticate: lines of 'username api-key tenant'."`
 	LogFormat   string           `default:"auto" enum:"auto,json,console" help:"Log format: auto (console on a terminal, else JSON), json or console."`
 	LogLevel    string           `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
 	Version     kong.VersionFlag `help:"Print the version and exit."`
+
+	cli.EtcdConnection `embed:""`
 }
 
 func main() {
@@ -74,7 +77,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cli.ExitUsage
 		}
 	}
-	if cfg.DataDir == "" {
+	switch {
+	case f.Store != "" && f.DataDir != "":
+		fmt.Fprintln(stderr, "sr-registry: --store and --data-dir: give one, not both (--store keeps the state in etcd, --data-dir in a local file)")
+		return cli.ExitUsage
+	case f.Store != "":
+		if cfg.Etcd, err = f.EtcdConnection.Config("--store", f.Store, os.Getenv); err != nil {
+			fmt.Fprintf(stderr, "sr-registry: %v\n", err)
+			return cli.ExitUsage
+		}
+		cfg.Etcd.Logger = log
+	default:
+		if inUse, err := f.EtcdConnection.InUse(os.Getenv); err != nil || inUse {
+			fmt.Fprintf(stderr, "sr-registry: %v\n", cmpErr(err, errors.New("--etcd-*: only apply with --store etcd://HOST:PORT")))
+			return cli.ExitUsage
+		}
+	}
+	if cfg.DataDir == "" && cfg.Etcd == nil {
 		if cfg.DataDir, err = server.DefaultDataDir(); err != nil {
 			fmt.Fprintf(stderr, "sr-registry: --data-dir not given and %v\n", err)
 			return cli.ExitUsage
@@ -101,12 +120,24 @@ func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger)
 		return errors.Join(fmt.Errorf("listen on %s: %w", addr, err), srv.Close())
 	}
 	actual := l.Addr().String()
+	where := zap.String("data_dir", cfg.DataDir)
+	if cfg.Etcd != nil {
+		where = zap.Stringer("store", cfg.Etcd)
+	}
 	log.Info("listening",
 		zap.String("addr", actual),
 		zap.String("url", "http://"+actual+"/v1.0"),
 		zap.String("auth_url", "http://"+actual+"/v2.0"),
-		zap.String("data_dir", cfg.DataDir),
+		where,
 		zap.Bool("dev", cfg.Dev),
 		zap.Int("accounts", len(cfg.Credentials)))
 	return srv.Serve(ctx, l)
+}
+
+// cmpErr returns err, or def when err is nil.
+func cmpErr(err, def error) error {
+	if err != nil {
+		return err
+	}
+	return def
 }

@@ -31,6 +31,12 @@ func TestUsage(t *testing.T) {
 		{"malformed credentials file", []string{"--credentials", creds}, cli.ExitUsage, "", "want 3 fields"},
 		{"version", []string{"--version"}, exitOK, "sr-registry", ""},
 		{"help", []string{"--help"}, exitOK, "--data-dir", ""},
+		{"store and data dir", []string{"--dev", "--data-dir", dir, "--store", "etcd://127.0.0.1:2379"}, cli.ExitUsage, "", "--store and --data-dir: give one"},
+		{"store not etcd", []string{"--dev", "--store", "http://127.0.0.1:2379"}, cli.ExitUsage, "", "--store: scheme must be etcd:// or etcds://"},
+		{"store without endpoint", []string{"--dev", "--store", "etcd:///sr"}, cli.ExitUsage, "", "--store: needs at least one endpoint"},
+		{"store with credentials in it", []string{"--dev", "--store", "etcd://u:p@127.0.0.1:2379"}, cli.ExitUsage, "", "--store: must not contain a user name"},
+		{"etcd flag without store", []string{"--dev", "--data-dir", dir, "--etcd-username", "u"}, cli.ExitUsage, "", "--etcd-*: only apply with --store"},
+		{"etcd user without password", []string{"--dev", "--store", "etcd://127.0.0.1:2379", "--etcd-username", "u"}, cli.ExitUsage, "", "--etcd-username and --etcd-password"},
 		{"listen fails", []string{"--dev", "--data-dir", dir, "--listen", "256.0.0.1:1", "--log-format", "json"}, exitError, "", "listen on 256.0.0.1:1"},
 	}
 	for _, tc := range tests {

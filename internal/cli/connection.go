@@ -231,11 +231,19 @@ func (c *HTTPConnection) identity(getenv func(string) string) (*ResolvedConnecti
 // config is the etcd backend's configuration for an etcd:// or etcds://
 // registry.
 func (c *EtcdConnection) config(registry string, getenv func(string) string) (*etcdconf.Config, error) {
+	return c.Config("--registry", registry, getenv)
+}
+
+// Config is the etcd configuration for url, the etcd:// or etcds:// value
+// of flag (--registry for sr-wrapper, --store for sr-registry), with these
+// TLS and authentication flags, the password read from its file or
+// SR_ETCD_PASSWORD. getenv is os.Getenv in production.
+func (c *EtcdConnection) Config(flag, url string, getenv func(string) string) (*etcdconf.Config, error) {
 	pw, err := c.password(getenv)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := etcdconf.ParseURL(registry)
+	cfg, err := etcdconf.ParseURLOf(flag, url)
 	if err != nil {
 		return nil, err
 	}
@@ -250,14 +258,24 @@ func (c *EtcdConnection) config(registry string, getenv func(string) string) (*e
 // checkUnused refuses etcd flags (or SR_ETCD_PASSWORD) given with a
 // registry that is not etcd, where they would be silently ignored.
 func (c *EtcdConnection) checkUnused(registry string, getenv func(string) string) error {
-	pw, err := c.password(getenv)
+	inUse, err := c.InUse(getenv)
 	if err != nil {
 		return err
 	}
-	if c.EtcdCACert != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUsername != "" || pw != "" {
+	if inUse {
 		return fmt.Errorf("--etcd-*: only apply to an etcd:// registry, not %q", registry)
 	}
 	return nil
+}
+
+// InUse reports whether any etcd flag (or SR_ETCD_PASSWORD) is set, for
+// refusing them where no etcd is used.
+func (c *EtcdConnection) InUse(getenv func(string) string) (bool, error) {
+	pw, err := c.password(getenv)
+	if err != nil {
+		return false, err
+	}
+	return c.EtcdCACert != "" || c.EtcdCert != "" || c.EtcdKey != "" || c.EtcdUsername != "" || pw != "", nil
 }
 
 func (c *EtcdConnection) password(getenv func(string) string) (string, error) {

@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -63,7 +64,7 @@ type Options struct {
 // Cluster is a set of embedded etcd members started by Start. It is closed
 // by the test's cleanup; Close may also be called earlier.
 type Cluster struct {
-	t       testing.TB
+	t       tb
 	opts    Options
 	members []*member
 
@@ -101,6 +102,86 @@ func StartCluster(t testing.TB, n int) *Cluster {
 // another process may take one in between; when that happens the whole
 // cluster is started again on new ports and new data directories.
 func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	return start(t, opts)
+}
+
+// tb is what a Cluster needs of a testing.TB; Launch provides it without
+// a test.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+	TempDir() string
+}
+
+// Launch starts a cluster as Start does, for a whole test binary rather
+// than one test: call it from TestMain and call stop after m.Run. Failures
+// are returned rather than reported to a test.
+func Launch(opts Options) (c *Cluster, stop func(), err error) {
+	lt := &launchTB{}
+	defer func() {
+		if r := recover(); r != nil {
+			f, ok := r.(launchFailure)
+			if !ok {
+				panic(r)
+			}
+			lt.stop()
+			c, stop, err = nil, nil, errors.New(string(f))
+		}
+	}()
+	c = start(lt, opts)
+	return c, lt.stop, nil
+}
+
+// launchTB is the tb of Launch: Fatalf panics (Launch recovers it before
+// returning; later failures crash the test binary, as they should when a
+// shared cluster breaks), TempDir and Cleanup are kept for stop.
+type launchTB struct {
+	mu       sync.Mutex
+	cleanups []func()
+	dirs     []string
+}
+
+type launchFailure string
+
+func (*launchTB) Helper() {}
+
+func (*launchTB) Fatalf(format string, args ...any) {
+	panic(launchFailure(fmt.Sprintf(format, args...)))
+}
+
+func (l *launchTB) Cleanup(f func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cleanups = append(l.cleanups, f)
+}
+
+func (l *launchTB) TempDir() string {
+	dir, err := os.MkdirTemp("", "etcdtest-")
+	if err != nil {
+		l.Fatalf("etcdtest: %v", err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.dirs = append(l.dirs, dir)
+	return dir
+}
+
+func (l *launchTB) stop() {
+	l.mu.Lock()
+	cleanups, dirs := l.cleanups, l.dirs
+	l.cleanups, l.dirs = nil, nil
+	l.mu.Unlock()
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
+	for _, d := range dirs {
+		_ = os.RemoveAll(d)
+	}
+}
+
+func start(t tb, opts Options) *Cluster {
 	t.Helper()
 	if opts.Members <= 0 {
 		opts.Members = 1

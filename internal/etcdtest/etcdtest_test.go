@@ -2,6 +2,7 @@ package etcdtest_test
 
 import (
 	"context"
+	"net"
 	"testing"
 	"time"
 
@@ -55,5 +56,26 @@ func TestClusterURLListsEveryMember(t *testing.T) {
 	}
 	if len(resp.Members) != 3 {
 		t.Errorf("%d members, want 3", len(resp.Members))
+	}
+}
+
+// Launch is Start without a test, for a cluster shared by a whole test
+// binary: it serves until stop, which removes its data.
+func TestLaunchServesUntilStop(t *testing.T) {
+	c, stop, err := etcdtest.Launch(etcdtest.Options{Members: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := c.Client().Put(ctx, "/k", "v"); err != nil {
+		t.Fatalf("put: %v", err)
+	}
+	ep := c.Endpoints()[0]
+	stop()
+	conn, err := net.DialTimeout("tcp", ep, time.Second)
+	if err == nil {
+		conn.Close()
+		t.Fatalf("%s still accepts connections after stop", ep)
 	}
 }

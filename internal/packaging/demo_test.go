@@ -40,3 +40,37 @@ func TestMakeDemo(t *testing.T) {
 		}
 	}
 }
+
+// make demo-cluster runs the registry as a cluster: three etcd members,
+// three frontends, and a wrapped program that stays registered in the
+// same session when the frontend it uses is killed.
+func TestMakeDemoCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binaries and runs the whole demo")
+	}
+	if _, err := exec.LookPath("make"); err != nil {
+		testsupport.SkipUnsupported(t, "make is not installed")
+	}
+	if _, err := exec.LookPath("etcd"); err != nil {
+		testsupport.SkipUnsupported(t, "etcd is not installed (Debian: etcd-server; scripts/test-deps.sh installs it as root)")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "make", "demo-cluster")
+	cmd.Dir = moduleRoot(t)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make demo-cluster: %v\n%s", err, out)
+	}
+	for _, want := range []string{
+		"frontend 2 at http://127.0.0.1:",              // three frontends
+		"registry frontend failed; moving to the next", // the wrapper moved on
+		"still registered in the same session",         // and kept its session
+		"deregistered",
+		"== Done",
+	} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("make demo-cluster output lacks %q:\n%s", want, out)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,7 +66,8 @@ type Child struct {
 }
 
 // Launch starts the sr-registry binary bin with args and returns once it
-// has logged its "listening" line. args must hold --data-dir (so that no
+// has logged its "listening" line (and, with --store, once GET /readyz
+// answers 200). args must hold --data-dir or --store (so that no
 // test writes to the user's own data dir); unless they say otherwise it
 // listens on 127.0.0.1:0, logs JSON and runs in dev mode (--dev, unless
 // --credentials is given). Every line the process writes (stdout and
@@ -74,8 +76,8 @@ type Child struct {
 // error the process has been killed and log is no longer written to.
 // Otherwise the caller ends it with Stop.
 func Launch(ctx context.Context, bin string, log io.Writer, args ...string) (*Child, error) {
-	if !hasFlag(args, "--data-dir") {
-		return nil, fmt.Errorf("launch %s: --data-dir is required", bin)
+	if !hasFlag(args, "--data-dir") && !hasFlag(args, "--store") {
+		return nil, fmt.Errorf("launch %s: --data-dir (or --store) is required", bin)
 	}
 	if !hasFlag(args, "--listen") {
 		args = append([]string{"--listen", "127.0.0.1:0"}, args...)
@@ -116,7 +118,13 @@ func Launch(ctx context.Context, bin string, log io.Writer, args ...string) (*Ch
 		c.Addr = addr
 		c.URL = "http://" + addr + "/v1.0"
 		c.AuthURL = "http://" + addr
-		return c, nil
+		if !hasFlag(args, "--store") {
+			return c, nil
+		}
+		if err = waitHTTPReady(ctx, c, timer.C); err == nil {
+			return c, nil
+		}
+		err = fmt.Errorf("launch %s: %w", bin, err)
 	case <-c.exited:
 		return nil, fmt.Errorf("launch %s: exited before listening (%s)", bin, c.state)
 	case <-timer.C:
@@ -127,6 +135,30 @@ func Launch(ctx context.Context, bin string, log io.Writer, args ...string) (*Ch
 	_ = cmd.Process.Kill()
 	<-c.exited
 	return nil, err
+}
+
+// waitHTTPReady polls the child's GET /readyz until it answers 200, the
+// child exits, timeout fires or ctx ends.
+func waitHTTPReady(ctx context.Context, c *Child, timeout <-chan time.Time) error {
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := hc.Get(c.AuthURL + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		select {
+		case <-c.exited:
+			return fmt.Errorf("exited before ready (%s)", c.state)
+		case <-timeout:
+			return fmt.Errorf("GET /readyz not 200 within %s", startTimeout)
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for /readyz: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // readLog copies every line of the child's output to log and reports the
@@ -287,7 +319,7 @@ func withoutFlag(args []string, name string) []string {
 func (p *Process) start(listen string) {
 	p.t.Helper()
 	args := []string{"--listen", listen}
-	if !hasFlag(p.args, "--data-dir") {
+	if !hasFlag(p.args, "--data-dir") && !hasFlag(p.args, "--store") {
 		args = append(args, "--data-dir", p.DataDir)
 	}
 	args = append(args, withoutFlag(p.args, "--listen")...)

@@ -1,10 +1,12 @@
 // Package registrytest starts real sr-registry servers for other packages'
 // tests: in-process (Start) or as the built sr-registry binary in its own
 // process (BuildBinary, StartProcess; Launch without a testing.TB, for
-// benchmarks), always on 127.0.0.1 with a temporary data dir.
+// benchmarks), always on 127.0.0.1 with a temporary data dir, or on etcd
+// (WithEtcd, or --store for a process), where several servers given the
+// same etcd and prefix are frontends of one registry.
 //
 // It is test support, not a fake: the servers are internal/server with its
-// bbolt store, so what a test sees is what production does. It holds no
+// real stores, so what a test sees is what production does. It holds no
 // package-level state; every helper registers its own cleanup with t.
 //
 //	reg := registrytest.Start(t)                 // dev mode: any username works
@@ -26,6 +28,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
@@ -77,6 +80,16 @@ func WithLimits(l api.ResourceLimits) Option { return func(c *server.Config) { c
 // WithTokenTTL sets the lifetime of identity tokens (default 24h).
 func WithTokenTTL(d time.Duration) Option { return func(c *server.Config) { c.TokenTTL = d } }
 
+// WithEtcd keeps the server's state in etcd (endpoints host:port, keys
+// under prefix) instead of a temporary data dir: several servers started
+// with the same endpoints and prefix are frontends of one registry.
+func WithEtcd(endpoints []string, prefix string) Option {
+	return func(c *server.Config) {
+		c.DataDir = ""
+		c.Etcd = &etcdconf.Config{Endpoints: endpoints, Prefix: prefix}
+	}
+}
+
 // Start starts a server in dev mode on 127.0.0.1 with a free port and a
 // temporary data dir, and stops it when the test ends.
 func Start(t testing.TB, opts ...Option) *Registry {
@@ -102,6 +115,11 @@ func (r *Registry) start(addr string) {
 		_ = l.Close()
 		r.t.Fatalf("registrytest: start server on %s: %v", r.cfg.DataDir, err)
 	}
+	if err := waitReady(srv); err != nil {
+		_ = l.Close()
+		_ = srv.Close()
+		r.t.Fatalf("registrytest: server on %s: %v", addr, err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, l) }()
@@ -112,6 +130,25 @@ func (r *Registry) start(addr string) {
 	r.URL = "http://" + r.Addr + "/v1.0"
 	r.AuthURL = "http://" + r.Addr
 	r.mu.Unlock()
+}
+
+// waitReady waits until the server's store answers (the etcd store
+// connects in the background), so that a test's first request is not
+// refused with 503.
+func waitReady(srv *server.Server) error {
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := srv.Ready(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("store not ready after %s: %w", startTimeout, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // listenRetry listens on addr, retrying briefly: right after a Stop the

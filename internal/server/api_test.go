@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httptrace"
 	"net/url"
 	"reflect"
@@ -25,7 +26,11 @@ func postTokens(t *testing.T, authURL string, body string) reply {
 }
 
 func TestIdentityReplyHasWhatOldClientsRead(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testIdentityReplyHasWhatOldClientsRead)
+}
+
+func testIdentityReplyHasWhatOldClientsRead(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	r := postTokens(t, reg.AuthURL, `{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"alice","apiKey":"whatever"}}}`).want(t, http.StatusOK)
 	var ar api.AuthResponse
 	r.decode(t, &ar)
@@ -70,7 +75,11 @@ func TestIdentityReplyHasWhatOldClientsRead(t *testing.T) {
 }
 
 func TestIdentityFaults(t *testing.T) {
-	reg := registrytest.Start(t, registrytest.WithCredentials(server.Credential{Username: "ops", APIKey: "key1", Tenant: "t1"}))
+	forEachStore(t, testIdentityFaults)
+}
+
+func testIdentityFaults(t *testing.T, st storeKind) {
+	reg := st.start(t, registrytest.WithCredentials(server.Credential{Username: "ops", APIKey: "key1", Tenant: "t1"}))
 	tests := []struct {
 		name string
 		body string
@@ -97,7 +106,11 @@ func TestIdentityFaults(t *testing.T) {
 }
 
 func TestTokenChecksAndTenantIsolation(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testTokenChecksAndTenantIsolation)
+}
+
+func testTokenChecksAndTenantIsolation(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	alice := newClient(t, reg, "alice")
 	bob := newClient(t, reg, "bob")
 	sid, _ := alice.createSession(30, nil)
@@ -127,7 +140,11 @@ func TestTokenChecksAndTenantIsolation(t *testing.T) {
 }
 
 func TestTokenExpires(t *testing.T) {
-	reg := registrytest.Start(t, registrytest.WithTokenTTL(300*time.Millisecond))
+	forEachStore(t, testTokenExpires)
+}
+
+func testTokenExpires(t *testing.T, st storeKind) {
+	reg := st.start(t, registrytest.WithTokenTTL(300*time.Millisecond))
 	c := newClient(t, reg, "alice")
 	c.do(http.MethodGet, "/limits", nil).want(t, http.StatusOK)
 	waitFor(t, 5*time.Second, "token expiry", func() bool {
@@ -136,7 +153,11 @@ func TestTokenExpires(t *testing.T) {
 }
 
 func TestSessionLifecycle(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testSessionLifecycle)
+}
+
+func testSessionLifecycle(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	md := map[string]string{"host": "web1", "dc": "lon"}
 	id, tok := c.createSession(15, md)
@@ -217,7 +238,11 @@ func TestSessionLifecycle(t *testing.T) {
 }
 
 func TestSessionValidation(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testSessionValidation)
+}
+
+func testSessionValidation(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	id, _ := c.createSession(10, nil)
 	many := map[string]string{}
@@ -259,7 +284,11 @@ func TestSessionValidation(t *testing.T) {
 }
 
 func TestServices(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testServices)
+}
+
+func testServices(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(30, nil)
 	md := map[string]string{"port": "8080"}
@@ -381,7 +410,11 @@ func configIDs(vs []api.ConfigurationValue) []string {
 }
 
 func TestConfiguration(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testConfiguration)
+}
+
+func testConfiguration(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	set := map[string]string{
 		"/production/cassandra/listen_ip":     "10.0.0.1",
@@ -471,7 +504,11 @@ func TestConfiguration(t *testing.T) {
 }
 
 func TestPaginationAcrossPages(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testPaginationAcrossPages)
+}
+
+func testPaginationAcrossPages(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	var want []string
 	for i := range 25 {
@@ -549,7 +586,11 @@ func TestPaginationAcrossPages(t *testing.T) {
 }
 
 func TestSessionPagination(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testSessionPagination)
+}
+
+func testSessionPagination(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	var want []string
 	for range 7 {
@@ -585,7 +626,11 @@ func TestSessionPagination(t *testing.T) {
 }
 
 func TestEventsMarkerAndOrder(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testEventsMarkerAndOrder)
+}
+
+func testEventsMarkerAndOrder(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	for i := range 12 {
 		c.do(http.MethodPut, fmt.Sprintf("/configuration/key%02d", i), `{"value":"v"}`).want(t, http.StatusNoContent)
@@ -640,7 +685,11 @@ func eventIDs(evs []api.Event) []string {
 }
 
 func TestLimits(t *testing.T) {
-	reg := registrytest.Start(t, registrytest.WithLimits(api.ResourceLimits{Session: 2, Service: 2, ConfigurationValue: 2}))
+	forEachStore(t, testLimits)
+}
+
+func testLimits(t *testing.T, st storeKind) {
+	reg := st.start(t, registrytest.WithLimits(api.ResourceLimits{Session: 2, Service: 2, ConfigurationValue: 2}))
 	c := newClient(t, reg, "alice")
 	var lim api.Limits
 	c.do(http.MethodGet, "/limits", nil).want(t, http.StatusOK).decode(t, &lim)
@@ -671,7 +720,7 @@ func TestLimits(t *testing.T) {
 	c.createSession(30, nil)
 
 	// Defaults.
-	reg2 := registrytest.Start(t)
+	reg2 := st.start(t)
 	c2 := newClient(t, reg2, "alice")
 	c2.do(http.MethodGet, "/limits", nil).want(t, http.StatusOK).decode(t, &lim)
 	if lim.Resource != (api.ResourceLimits{Session: 100, Service: 200, ConfigurationValue: 1000}) {
@@ -680,7 +729,11 @@ func TestLimits(t *testing.T) {
 }
 
 func TestOverview(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testOverview)
+}
+
+func testOverview(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	s1, _ := c.createSession(30, map[string]string{"k": "v"})
 	s2, _ := c.createSession(30, nil)
@@ -708,7 +761,11 @@ func TestOverview(t *testing.T) {
 }
 
 func TestRoutingFaults(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testRoutingFaults)
+}
+
+func testRoutingFaults(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(30, nil)
 	root := &client{t: t, hc: http.DefaultClient}
@@ -744,7 +801,11 @@ func TestRoutingFaults(t *testing.T) {
 }
 
 func TestOldClientHeadersAndKeepAlive(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testOldClientHeadersAndKeepAlive)
+}
+
+func testOldClientHeadersAndKeepAlive(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	// Content-Type on GET and DELETE with no body, no Accept: JSON anyway.
 	r := c.do(http.MethodGet, "/sessions", nil).want(t, http.StatusOK)
@@ -793,7 +854,11 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 }
 
 func TestOversizedBody(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testOversizedBody)
+}
+
+func testOversizedBody(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	big := `{"value":"` + strings.Repeat("x", 70<<10) + `"}`
 	c.do(http.MethodPut, "/configuration/key", big).fault(t, http.StatusRequestEntityTooLarge, api.FaultRequestTooLarge)
@@ -825,4 +890,37 @@ func (r *slowReader) Read(p []byte) (int, error) {
 	}
 	r.n -= k
 	return k, nil
+}
+
+// GET /healthz says the process serves, GET /readyz that its store
+// answers: 200 on both stores, without a token; /readyz is 503 once the
+// store is closed.
+func TestHealthAndReadinessForLoadBalancers(t *testing.T) {
+	forEachStore(t, func(t *testing.T, st storeKind) {
+		srv := st.newServer(t, server.Config{Dev: true})
+		h := srv.Handler()
+		get := func(path string) int {
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+			return rec.Code
+		}
+		if got := get("/healthz"); got != http.StatusOK {
+			t.Fatalf("/healthz %d", got)
+		}
+		if got := get("/readyz"); got != http.StatusOK {
+			t.Fatalf("/readyz %d", got)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/readyz", nil))
+		if rec.Code != http.StatusMethodNotAllowed {
+			t.Fatalf("POST /readyz %d, want 405", rec.Code)
+		}
+		srv.Close()
+		if got := get("/readyz"); got != http.StatusServiceUnavailable {
+			t.Fatalf("/readyz after Close %d, want 503", got)
+		}
+		if got := get("/healthz"); got != http.StatusOK {
+			t.Fatalf("/healthz after Close %d: the process still serves", got)
+		}
+	})
 }

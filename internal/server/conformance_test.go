@@ -21,14 +21,17 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
-	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
 // Clients build the URL of a value as "/configuration/" + id and expect the
 // id back exactly as they wrote it.
 func TestConfigurationIDsComeBackAsWritten(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testConfigurationIDsComeBackAsWritten)
+}
+
+func testConfigurationIDsComeBackAsWritten(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	tests := []struct {
 		put    string // the path below the tenant
@@ -105,7 +108,11 @@ func TestConfigurationIDsComeBackAsWritten(t *testing.T) {
 // Python's urllib and requests send the whole body before reading the
 // reply: they must read the 413, not a connection reset.
 func TestOversizedBodyIsAnsweredToClientsThatSendItAll(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testOversizedBodyIsAnsweredToClientsThatSendItAll)
+}
+
+func testOversizedBodyIsAnsweredToClientsThatSendItAll(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	id := reg.Authenticate(t, "alice")
 	tests := []struct {
 		name    string
@@ -209,7 +216,11 @@ func chunked(b []byte) []byte {
 // The Node.js client reads Location on the reply to its updates and throws
 // inside its HTTP callback without it.
 func TestUpdatesAnswerLocation(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testUpdatesAnswerLocation)
+}
+
+func testUpdatesAnswerLocation(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(30, nil)
 	c.createService("web-1", sid, nil, nil).want(t, http.StatusCreated)
@@ -232,7 +243,11 @@ func TestUpdatesAnswerLocation(t *testing.T) {
 var expiresLayout = regexp.MustCompile(`^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}-0\d:00$`)
 
 func TestTokenExpiresHasANumericOffsetTheJavaClientReads(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testTokenExpiresHasANumericOffsetTheJavaClientReads)
+}
+
+func testTokenExpiresHasANumericOffsetTheJavaClientReads(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	var ar api.AuthResponse
 	postTokens(t, reg.AuthURL, `{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"alice","apiKey":"k"}}}`).want(t, http.StatusOK).decode(t, &ar)
 	exp := ar.Access.Token.Expires
@@ -257,7 +272,11 @@ func TestTokenExpiresHasANumericOffsetTheJavaClientReads(t *testing.T) {
 // The Java client reads token.tenant into a map of 32-bit integers: both
 // its id and its name must be numbers below 2^31.
 func TestDevTenantIDsFitIn32Bits(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testDevTenantIDsFitIn32Bits)
+}
+
+func testDevTenantIDsFitIn32Bits(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	for _, u := range []string{"bob", "user@example.com", "a/b c"} {
 		var ar api.AuthResponse
 		postTokens(t, reg.AuthURL, `{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"`+u+`","apiKey":"k"}}}`).want(t, http.StatusOK).decode(t, &ar)
@@ -280,7 +299,11 @@ func TestDevTenantIDsFitIn32Bits(t *testing.T) {
 // Each old client finds the tenant id in the service catalog by its own
 // rule; every rule must give the token's tenant.
 func TestCatalogGivesTheTenantToEveryOldClient(t *testing.T) {
-	reg := registrytest.Start(t)
+	forEachStore(t, testCatalogGivesTheTenantToEveryOldClient)
+}
+
+func testCatalogGivesTheTenantToEveryOldClient(t *testing.T, st storeKind) {
+	reg := st.start(t)
 	var raw struct {
 		Access struct {
 			Token struct {

@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -9,8 +10,10 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
@@ -125,10 +128,11 @@ func TestDevTenantIDIsStableDigits(t *testing.T) {
 }
 
 func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
-	srv, err := server.New(server.Config{Dev: true, DataDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	forEachStore(t, testMutationAfterCloseIsSystemFailure)
+}
+
+func testMutationAfterCloseIsSystemFailure(t *testing.T, st storeKind) {
+	srv := st.newServer(t, server.Config{Dev: true})
 	h := srv.Handler()
 	ar := devLogin(t, h, "u")
 	if err := srv.Close(); err != nil {
@@ -150,5 +154,23 @@ func TestMutationAfterCloseIsSystemFailure(t *testing.T) {
 		if err := json.Unmarshal(rec.Body.Bytes(), &f); err != nil || rec.Code != http.StatusServiceUnavailable || f.Type != api.FaultSystemFailure {
 			t.Fatalf("%s %s after Close: %d %s", method, path, rec.Code, rec.Body)
 		}
+	}
+}
+
+// A client's spare connection, opened but never used, must not hold a
+// shutdown for the 5 s net/http would wait for it.
+func TestShutdownDoesNotWaitForConnectionsThatSentNothing(t *testing.T) {
+	reg := registrytest.Start(t)
+	conn, err := net.Dial("tcp", reg.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	// The server has accepted it once it answers on another connection.
+	newClient(t, reg, "alice").do(http.MethodGet, "/limits", nil).want(t, http.StatusOK)
+	start := time.Now()
+	reg.Stop()
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("shutdown took %s with an idle new connection open, want well under net/http's 5 s", d)
 	}
 }

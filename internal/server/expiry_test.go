@@ -61,7 +61,12 @@ func timeoutEvents(t testing.TB, c *client) [][]api.Service {
 
 func TestExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T) {
 	t.Parallel()
-	reg := registrytest.Start(t)
+	forEachStore(t, testExpiryRemovesSessionAndServicesWithOneEvent)
+}
+
+func testExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T, st storeKind) {
+	t.Parallel()
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 
 	// A heartbeated session must outlive its timeout meanwhile.
@@ -111,7 +116,12 @@ func TestExpiryRemovesSessionAndServicesWithOneEvent(t *testing.T) {
 
 func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
 	t.Parallel()
-	reg := registrytest.Start(t)
+	forEachStore(t, testDeleteSessionRemovesServicesAtOnceWithoutEvent)
+}
+
+func testDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T, st storeKind) {
+	t.Parallel()
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(3, nil)
 	c.createService("web-1", sid, nil, nil).want(t, http.StatusCreated)
@@ -146,7 +156,12 @@ func TestDeleteSessionRemovesServicesAtOnceWithoutEvent(t *testing.T) {
 
 func TestShorterTimeoutTakesEffect(t *testing.T) {
 	t.Parallel()
-	reg := registrytest.Start(t)
+	forEachStore(t, testShorterTimeoutTakesEffect)
+}
+
+func testShorterTimeoutTakesEffect(t *testing.T, st storeKind) {
+	t.Parallel()
+	reg := st.start(t)
 	c := newClient(t, reg, "alice")
 	sid, _ := c.createSession(30, nil)
 	created := time.Now()
@@ -159,69 +174,15 @@ func TestShorterTimeoutTakesEffect(t *testing.T) {
 	}
 }
 
-func TestRestoredSessionsGetAFreshTimeoutAndAnyToken(t *testing.T) {
-	t.Parallel()
-	reg := registrytest.Start(t)
-	c := newClient(t, reg, "alice")
-	kept, keptTok := c.createSession(3, map[string]string{"role": "kept"})
-	c.createService("kept-svc", kept, []string{"a"}, nil).want(t, http.StatusCreated)
-	idle, _ := c.createSession(3, nil)
-	c.createService("idle-svc", idle, nil, nil).want(t, http.StatusCreated)
-
-	// Let most of the timeout pass before the restart: restored sessions
-	// must not expire at once.
-	created := time.Now()
-	waitFor(t, 5*time.Second, "most of the timeout to pass", func() bool { return time.Since(created) > 2500*time.Millisecond })
-	restarted := time.Now()
-	reg.Restart()
-	c.do(http.MethodGet, "/sessions", nil).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
-	c = newClient(t, reg, "alice")
-
-	var s api.Session
-	c.do(http.MethodGet, "/sessions/"+kept, nil).want(t, http.StatusOK).decode(t, &s)
-	if s.HeartbeatTimeout != 3 || s.Metadata["role"] != "kept" {
-		t.Fatalf("restored session %+v", s)
-	}
-	var svc api.Service
-	c.do(http.MethodGet, "/services/kept-svc", nil).want(t, http.StatusOK).decode(t, &svc)
-	if svc.SessionID != kept || !reflect.DeepEqual(svc.Tags, []string{"a"}) {
-		t.Fatalf("restored service %+v", svc)
-	}
-
-	// The token chain died with the process: the first heartbeat accepts
-	// the client's (well-formed) token and starts a new chain.
-	var next api.HeartbeatToken
-	c.heartbeat(kept, keptTok).want(t, http.StatusOK).decode(t, &next)
-	c.heartbeat(kept, "not-a-uuid").fault(t, http.StatusBadRequest, api.FaultBadRequest)
-	c.heartbeat(kept, keptTok).want(t, http.StatusOK) // the previous token replays
-	var next2 api.HeartbeatToken
-	c.heartbeat(kept, next.Token).want(t, http.StatusOK).decode(t, &next2)
-	c.heartbeat(kept, keptTok).fault(t, http.StatusBadRequest, api.FaultBadRequest)
-
-	// The idle one expires one full timeout after the restart, while the
-	// heartbeated one lives on.
-	tok, lastBeat := next2.Token, time.Now()
-	gone := waitFor(t, 3*time.Second+expiryBound+2*time.Second, "restored session expiry", func() bool {
-		if time.Since(lastBeat) > time.Second {
-			var n api.HeartbeatToken
-			c.heartbeat(kept, tok).want(t, http.StatusOK).decode(t, &n)
-			tok, lastBeat = n.Token, time.Now()
-		}
-		return !c.exists("/sessions/" + idle)
-	})
-	if d := gone.Sub(restarted); d < 3*time.Second || d > 3*time.Second+expiryBound+500*time.Millisecond {
-		t.Fatalf("restored session expired %s after the restart, want about 3 s", d)
-	}
-	evs := waitTimeoutEvents(t, c, 1)
-	if len(evs) != 1 || len(evs[0]) != 1 || evs[0][0].ID != "idle-svc" {
-		t.Fatalf("timeout events %+v", evs)
-	}
-}
-
 func TestMassExpiryStaysWithinTheBound(t *testing.T) {
 	t.Parallel()
+	forEachStore(t, testMassExpiryStaysWithinTheBound)
+}
+
+func testMassExpiryStaysWithinTheBound(t *testing.T, st storeKind) {
+	t.Parallel()
 	const n = 500
-	reg := registrytest.Start(t, registrytest.WithLimits(api.ResourceLimits{Session: n, Service: n}))
+	reg := st.start(t, registrytest.WithLimits(api.ResourceLimits{Session: n, Service: n}))
 	c := newClient(t, reg, "alice")
 	ids := make([]string, n)
 	errs := make(chan error, 16)

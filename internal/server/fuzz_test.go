@@ -20,12 +20,13 @@ import (
 // it has a body, valid JSON (but the dashboard's pages, which are HTML).
 //
 //	go test -run '^$' -fuzz FuzzRequest -fuzztime 60s ./internal/server
-func FuzzRequest(f *testing.F) {
-	srv, err := server.New(server.Config{Dev: true, DataDir: f.TempDir(), MaxBodyBytes: 4096})
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Cleanup(func() { srv.Close() })
+func FuzzRequest(f *testing.F) { fuzzRequest(f, storeKinds[0]) }
+
+// FuzzRequestEtcd is FuzzRequest on the etcd store.
+func FuzzRequestEtcd(f *testing.F) { fuzzRequest(f, storeKinds[1]) }
+
+func fuzzRequest(f *testing.F, st storeKind) {
+	srv := st.newServer(f, server.Config{Dev: true, MaxBodyBytes: 4096})
 	h := srv.Handler()
 
 	// Authenticate once through the handler itself.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // Rate limits are reported, not enforced: the hosted service's daily
@@ -26,18 +27,22 @@ func (s *Server) authenticate(c *call) {
 			`the body must be {"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"...","apiKey":"..."}}}`)
 		return
 	}
-	tenantID, ok := s.ids.check(cred.Username, cred.APIKey)
+	tenantID, ok := s.creds.check(cred.Username, cred.APIKey)
 	if !ok {
 		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unable to authenticate user with credentials provided.",
 			"unknown username or wrong API key")
 		return
 	}
-	tok := s.ids.issue(cred.Username, tenantID, time.Now())
+	tok, err := s.store.IssueToken(c.r.Context(), cred.Username, tenantID)
+	if err != nil {
+		c.storeFault(err, "issue a token", "", "")
+		return
+	}
 	base := c.baseURL()
 	resp := api.AuthResponse{Access: api.Access{
 		Token: api.Token{
-			ID:      tok.id,
-			Expires: formatExpires(tok.expires),
+			ID:      tok.ID,
+			Expires: formatExpires(tok.Expires),
 			Tenant:  api.Tenant{ID: tenantID, Name: tenantID},
 		},
 		User: api.User{
@@ -90,16 +95,13 @@ func formatExpires(t time.Time) string {
 }
 
 func (s *Server) listConfiguration(c *call, prefix string) {
-	listOf(c, func(v api.ConfigurationValue) string { return v.ID }, func(t *tenant) []api.ConfigurationValue {
-		return t.configUnder(prefix)
-	})
+	all, err := s.store.ConfigValues(c.r.Context(), c.tenant, prefix)
+	listOf(c, all, err, "configuration values", func(v api.ConfigurationValue) string { return v.ID })
 }
 
 func (s *Server) getConfiguration(c *call, id string) {
-	getOne(c, "ConfigurationValue", id, func(t *tenant) (api.ConfigurationValue, bool) {
-		v, ok := t.config[id]
-		return api.ConfigurationValue{ID: id, Value: v}, ok
-	})
+	v, err := s.store.ConfigValue(c.r.Context(), c.tenant, id)
+	getOne(c, v, err, "ConfigurationValue", id)
 }
 
 func (s *Server) setConfiguration(c *call, id string) {
@@ -107,71 +109,23 @@ func (s *Server) setConfiguration(c *call, id string) {
 	if !c.decode(&req) || !c.valid(api.ValidateConfigurationValue(req.Value)) {
 		return
 	}
-	t := c.t
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	t.mu.Lock()
-	old, existed := t.config[id]
-	n := len(t.config)
-	t.mu.Unlock()
-	if !existed && n >= s.limits.ConfigurationValue {
-		c.limitReached("configuration values", s.limits.ConfigurationValue)
+	if err := s.store.SetConfigValue(c.r.Context(), c.tenant, id, req.Value); err != nil {
+		c.storeFault(err, "set the configuration value", "ConfigurationValue", id)
 		return
 	}
-	change := api.ConfigurationChange{ConfigurationValueID: id, NewValue: &req.Value}
-	if existed {
-		change.OldValue = &old
-	}
-	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
-		if err := tb.config.Put([]byte(id), []byte(req.Value)); err != nil {
-			return err
-		}
-		_, err := appendEvent(tb, api.EventConfigurationUpdate, change, nowMS)
-		return err
-	})
-	if err != nil {
-		c.storeFailed("set the configuration value", err)
-		return
-	}
-	t.mu.Lock()
-	t.config[id] = req.Value
-	t.mu.Unlock()
 	c.noContent()
 }
 
 func (s *Server) deleteConfiguration(c *call, id string) {
-	t := c.t
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-	t.mu.Lock()
-	old, ok := t.config[id]
-	t.mu.Unlock()
-	if !ok {
-		c.notFound("ConfigurationValue", id)
+	if err := s.store.DeleteConfigValue(c.r.Context(), c.tenant, id); err != nil {
+		c.storeFault(err, "delete the configuration value", "ConfigurationValue", id)
 		return
 	}
-	change := api.ConfigurationChange{ConfigurationValueID: id, OldValue: &old}
-	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(c.r.Context(), t.id, func(tb *tenantBuckets) error {
-		if err := tb.config.Delete([]byte(id)); err != nil {
-			return err
-		}
-		_, err := appendEvent(tb, api.EventConfigurationRemove, change, nowMS)
-		return err
-	})
-	if err != nil {
-		c.storeFailed("delete the configuration value", err)
-		return
-	}
-	t.mu.Lock()
-	delete(t.config, id)
-	t.mu.Unlock()
 	c.noContent()
 }
 
 // listEvents serves GET /events: from the marker on when one is given,
-// else the last hour. Events come from the store, not memory.
+// else the last hour.
 func (s *Server) listEvents(c *call) {
 	p, ok := c.pageParams()
 	if !ok {
@@ -179,11 +133,11 @@ func (s *Server) listEvents(c *call) {
 	}
 	from := p.marker
 	if !p.hasMk {
-		from = eventIDPrefix(time.Now().Add(-time.Hour).UnixMilli())
+		from = store.EventIDPrefix(time.Now().Add(-time.Hour).UnixMilli())
 	}
-	events, err := s.store.readEvents(c.t.id, from, p.limit)
+	events, err := s.store.Events(c.r.Context(), c.tenant, from, p.limit)
 	if err != nil {
-		c.storeFailed("read the events", err)
+		c.storeFault(err, "read the events", "", "")
 		return
 	}
 	var next string
@@ -198,7 +152,7 @@ func (s *Server) getLimits(c *call) {
 	c.json(http.StatusOK, api.Limits{
 		Resource: s.limits,
 		Rate: map[string]api.RateLimit{
-			"/.*": {Limit: rateLimit, Used: int(c.t.rateUsed.Load()), Window: rateWindow},
+			"/.*": {Limit: rateLimit, Used: int(s.rates.used(c.tenant)), Window: rateWindow},
 		},
 	})
 }
@@ -206,13 +160,6 @@ func (s *Server) getLimits(c *call) {
 // overview serves GET /views/overview: one entry per session, paginated by
 // session id.
 func (s *Server) overview(c *call) {
-	listOf(c, func(e api.OverviewEntry) string { return e.Session.ID }, func(t *tenant) []api.OverviewEntry {
-		all := make([]api.OverviewEntry, 0, len(t.sessions))
-		for _, sess := range t.sessions {
-			if !sess.gone {
-				all = append(all, api.OverviewEntry{Session: sess.view(), Services: sess.serviceViews()})
-			}
-		}
-		return all
-	})
+	all, err := s.store.Overview(c.r.Context(), c.tenant)
+	listOf(c, all, err, "sessions", func(e api.OverviewEntry) string { return e.Session.ID })
 }

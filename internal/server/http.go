@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/dashboard"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 const (
@@ -39,7 +42,8 @@ type call struct {
 	w   http.ResponseWriter
 	r   *http.Request
 	txn string
-	t   *tenant // nil outside /v1.0/{tenant}
+	// tenant is the authenticated tenant of a /v1.0/{tenant} request.
+	tenant string
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
@@ -73,12 +77,36 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.authenticate(c)
 	case strings.HasPrefix(path, "/v1.0/"):
 		s.serveTenant(c, path[len("/v1.0/"):])
+	case path == "/healthz" || path == "/readyz":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			c.methodNotAllowed(http.MethodGet, http.MethodHead)
+			return
+		}
+		s.health(c, path == "/readyz")
 	case dashboard.Owns(path):
 		dashboard.Handler{}.ServeHTTP(w, r)
 	default:
 		c.notFoundPath()
 	}
 }
+
+// health answers GET /healthz (the process serves: always 200) and GET
+// /readyz (its store answers now: 200, else 503 with the reason), for
+// load balancers. Neither needs a token.
+func (s *Server) health(c *call, ready bool) {
+	if ready {
+		ctx, cancel := context.WithTimeout(c.r.Context(), readyTimeout)
+		defer cancel()
+		if err := s.store.Ready(ctx); err != nil {
+			c.fault(http.StatusServiceUnavailable, api.FaultSystemFailure, "Not ready", err.Error())
+			return
+		}
+	}
+	c.json(http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// readyTimeout bounds /readyz's check of the store.
+const readyTimeout = 3 * time.Second
 
 // serveTenant authenticates a /v1.0/{tenant}/... request and routes it.
 func (s *Server) serveTenant(c *call, rest string) {
@@ -92,19 +120,22 @@ func (s *Server) serveTenant(c *call, rest string) {
 		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token header is missing; get a token from POST /v2.0/tokens")
 		return
 	}
-	now := time.Now()
-	tok := s.ids.lookup(token, now)
-	if tok == nil {
+	tok, err := s.store.LookupToken(c.r.Context(), token)
+	if errors.Is(err, store.ErrNotFound) {
 		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token is unknown or expired; authenticate again")
 		return
 	}
-	if tok.tenant != tenantID {
-		c.fault(http.StatusForbidden, api.FaultForbidden, "Forbidden",
-			fmt.Sprintf("the token is for tenant %q and cannot access tenant %q", tok.tenant, truncate(tenantID)))
+	if err != nil {
+		c.storeFault(err, "check the X-Auth-Token", "", "")
 		return
 	}
-	c.t = s.tenant(tenantID)
-	c.t.countRequest(now.UnixMilli())
+	if tok.Tenant != tenantID {
+		c.fault(http.StatusForbidden, api.FaultForbidden, "Forbidden",
+			fmt.Sprintf("the token is for tenant %q and cannot access tenant %q", tok.Tenant, truncate(tenantID)))
+		return
+	}
+	c.tenant = tenantID
+	s.rates.count(tenantID, time.Now().UnixMilli())
 
 	resource, id, _ := strings.Cut(rest, "/")
 	if resource == "configuration" {
@@ -293,14 +324,29 @@ func (c *call) limitReached(what string, limit int) {
 		fmt.Sprintf("the account may hold at most %d %s", limit, what))
 }
 
-func (c *call) storeFailed(doing string, err error) {
-	if errors.Is(err, errStoreClosed) {
+// storeFault answers the fault for an error of the store: 404 for
+// ErrNotFound (of the object kind with key id), the account's faults for
+// a taken service id or a limit, 503 when the store cannot answer now,
+// else 500 (logged). doing says what failed, for the details.
+func (c *call) storeFault(err error, doing, kind, id string) {
+	var exists *store.ServiceExistsError
+	var limit *store.LimitError
+	switch {
+	case errors.Is(err, store.ErrNotFound) && kind != "":
+		c.notFound(kind, id)
+	case errors.As(err, &exists):
+		c.fault(http.StatusBadRequest, api.FaultServiceWithThisIDExists, "Service with this id already exists",
+			fmt.Sprintf("service %q is registered by session %s; it is free again when that session is deleted or expires", exists.ID, exists.SessionID))
+	case errors.As(err, &limit):
+		c.limitReached(limit.Resource, limit.Limit)
+	case errors.Is(err, store.ErrUnavailable):
+		c.s.log.Warn("store unavailable", zap.String("doing", doing), zap.String("txn", c.txn), zap.Error(err))
 		c.fault(http.StatusServiceUnavailable, api.FaultSystemFailure, "Service unavailable",
-			"could not "+doing+": the server is shutting down")
-		return
+			"could not "+doing+": "+err.Error()+"; retry")
+	default:
+		c.s.log.Error("store failed", zap.String("doing", doing), zap.String("txn", c.txn), zap.Error(err))
+		c.fault(http.StatusInternalServerError, api.FaultInternal, "Internal error", "could not "+doing+": storage failure")
 	}
-	c.s.log.Error("store failed", zap.String("doing", doing), zap.String("txn", c.txn), zap.Error(err))
-	c.fault(http.StatusInternalServerError, api.FaultInternal, "Internal error", "could not "+doing+": storage failure")
 }
 
 // json answers v as JSON with the status code.
@@ -469,7 +515,7 @@ func (c *call) baseURL() string {
 
 // tenantURL is the absolute URL of a path below the tenant's base.
 func (c *call) tenantURL(path string) string {
-	return c.baseURL() + "/v1.0/" + c.t.id + path
+	return c.baseURL() + "/v1.0/" + c.tenant + path
 }
 
 // page is the pagination of a list request.
@@ -551,3 +597,9 @@ func listReply[T any](c *call, values []T, p page, next string) {
 
 // truncate keeps echoed client input short.
 func truncate(s string) string { return api.Truncate(s, 80) }
+
+func quote(s string) string { return `"` + truncate(s) + `"` }
+
+func sortByID[T any](items []T, id func(T) string) {
+	sort.Slice(items, func(i, j int) bool { return id(items[i]) < id(items[j]) })
+}

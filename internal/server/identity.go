@@ -2,18 +2,14 @@ package server
 
 import (
 	"bufio"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/binary"
-	"encoding/hex"
 	"fmt"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
 )
 
 // Credential is one account of a credentials file: the username and API
@@ -117,35 +113,16 @@ func movedDevTenant(id string) (string, bool) {
 	return strconv.FormatUint(devTenantOfOld(n), 10), true
 }
 
-// identity issues and checks the tokens of POST /v2.0/tokens. Tokens live
-// in memory only: after a restart clients get 401 and authenticate again,
-// which is what every client of the hosted service did when a token was
-// purged early.
-type identity struct {
+// credentials decide who may authenticate and as which tenant. Tokens are
+// the store's (store.Store.IssueToken), so that with etcd a token issued by
+// one frontend works on all.
+type credentials struct {
 	dev   bool
 	creds map[string]Credential // by username
-	ttl   time.Duration
-
-	mu     sync.RWMutex
-	tokens map[string]*authToken // by token id
-	byUser map[string]*authToken // the latest token of each user
 }
 
-type authToken struct {
-	id      string
-	user    string
-	tenant  string
-	expires time.Time
-}
-
-func newIdentity(dev bool, creds []Credential, ttl time.Duration) (*identity, error) {
-	id := &identity{
-		dev:    dev,
-		creds:  map[string]Credential{},
-		ttl:    ttl,
-		tokens: map[string]*authToken{},
-		byUser: map[string]*authToken{},
-	}
+func newCredentials(dev bool, creds []Credential) (*credentials, error) {
+	cs := &credentials{dev: dev, creds: map[string]Credential{}}
 	for _, c := range creds {
 		if c.Username == "" || c.APIKey == "" {
 			return nil, fmt.Errorf("credential for tenant %q: username and API key must not be empty", c.Tenant)
@@ -153,74 +130,29 @@ func newIdentity(dev bool, creds []Credential, ttl time.Duration) (*identity, er
 		if !tenantIDPattern.MatchString(c.Tenant) {
 			return nil, fmt.Errorf("credential of %q: tenant %q must match %s", c.Username, c.Tenant, tenantIDPattern)
 		}
-		if _, dup := id.creds[c.Username]; dup {
+		if _, dup := cs.creds[c.Username]; dup {
 			return nil, fmt.Errorf("credential of %q defined twice", c.Username)
 		}
-		id.creds[c.Username] = c
+		cs.creds[c.Username] = c
 	}
-	return id, nil
+	return cs, nil
 }
 
 // check returns the tenant of a username and API key, or false. Accounts
 // of the credentials list win over dev mode, so a dev server can still
 // pin some users to fixed tenants.
-func (id *identity) check(username, apiKey string) (string, bool) {
+func (cs *credentials) check(username, apiKey string) (string, bool) {
 	if username == "" {
 		return "", false
 	}
-	if c, ok := id.creds[username]; ok {
+	if c, ok := cs.creds[username]; ok {
 		if subtle.ConstantTimeCompare([]byte(c.APIKey), []byte(apiKey)) == 1 {
 			return c.Tenant, true
 		}
 		return "", false
 	}
-	if id.dev {
+	if cs.dev {
 		return DevTenantID(username), true
 	}
 	return "", false
-}
-
-// issue returns a token for the user. Like Rackspace's identity service it
-// hands back the user's current token while that has more than half its
-// life left, which keeps the number of live tokens bounded by the number of
-// users however often clients authenticate.
-func (id *identity) issue(user, tenant string, now time.Time) *authToken {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	if t := id.byUser[user]; t != nil && t.tenant == tenant && t.expires.Sub(now) > id.ttl/2 {
-		return t
-	}
-	var b [16]byte
-	// Cannot fail: since Go 1.24 crypto/rand crashes the program rather
-	// than return an error.
-	_, _ = rand.Read(b[:])
-	t := &authToken{id: hex.EncodeToString(b[:]), user: user, tenant: tenant, expires: now.Add(id.ttl)}
-	id.tokens[t.id] = t
-	id.byUser[user] = t
-	return t
-}
-
-// lookup returns the live token with that id, or nil.
-func (id *identity) lookup(token string, now time.Time) *authToken {
-	id.mu.RLock()
-	t := id.tokens[token]
-	id.mu.RUnlock()
-	if t == nil || !now.Before(t.expires) {
-		return nil
-	}
-	return t
-}
-
-// purge forgets expired tokens.
-func (id *identity) purge(now time.Time) {
-	id.mu.Lock()
-	defer id.mu.Unlock()
-	for k, t := range id.tokens {
-		if !now.Before(t.expires) {
-			delete(id.tokens, k)
-			if id.byUser[t.user] == t {
-				delete(id.byUser, t.user)
-			}
-		}
-	}
 }

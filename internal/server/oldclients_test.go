@@ -231,6 +231,10 @@ func checkStateAfterDriver(t *testing.T, reg *registrytest.Registry, user, prefi
 // service-registry-client 0.1.13 installs with find the tenant in the
 // catalog and can read the token's expiry.
 func TestOldNodeKeystoneClients(t *testing.T) {
+	forEachStore(t, testOldNodeKeystoneClients)
+}
+
+func testOldNodeKeystoneClients(t *testing.T, st storeKind) {
 	node := needCommand(t, "node", "Debian's nodejs, for the Node.js clients")
 	modules, err := npmInstall(t, "node/keystone")
 	if err != nil {
@@ -240,7 +244,7 @@ func TestOldNodeKeystoneClients(t *testing.T) {
 		}
 		t.Fatal(err)
 	}
-	reg := registrytest.Start(t)
+	reg := st.start(t)
 	id := reg.Authenticate(t, "node-keystone")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -278,6 +282,10 @@ func TestOldNodeKeystoneClients(t *testing.T) {
 // keystone-client through sessions, heartbeats (its calls and its
 // HeartBeater), services, configuration, events, views and limits.
 func TestOldNodeClient(t *testing.T) {
+	forEachStore(t, testOldNodeClient)
+}
+
+func testOldNodeClient(t *testing.T, st storeKind) {
 	node := needCommand(t, "node", "Debian's nodejs, for the Node.js clients")
 	for _, ks := range []string{"0.3.0", "0.3.1"} {
 		t.Run("keystone-client "+ks, func(t *testing.T) {
@@ -301,7 +309,7 @@ func TestOldNodeClient(t *testing.T) {
 				}
 				t.Logf("npm could not install %s; using the copy in %s", pkg, modules)
 			}
-			reg := registrytest.Start(t)
+			reg := st.start(t)
 			user := "node-client-" + ks
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
@@ -361,6 +369,10 @@ func mustLastSeen(t *testing.T, steps map[string]json.RawMessage) any {
 // TestOldPythonClient runs the Python client (service-registry 0.1.9 on
 // apache-libcloud 0.12.1) on Debian's Python through the same calls.
 func TestOldPythonClient(t *testing.T) {
+	forEachStore(t, testOldPythonClient)
+}
+
+func testOldPythonClient(t *testing.T, st storeKind) {
 	lib := handInstalled("python")
 	if lib == "" {
 		t.Skip("python-service-registry 0.1.9 and apache-libcloud 0.12.1 cannot be installed on this machine: " +
@@ -374,7 +386,7 @@ func TestOldPythonClient(t *testing.T) {
 	if out, err := exec.Command(python, "-c", "import requests, dateutil").CombinedOutput(); err != nil {
 		t.Skipf("%s lacks what the Python client imports (Debian: python3-requests python3-dateutil): %s", python, out)
 	}
-	reg := registrytest.Start(t)
+	reg := st.start(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, filepath.Join(oldClientsDir, "python", "client.py"))

@@ -18,6 +18,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/boltstore"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/etcdstore"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // Defaults of Config's zero values.
@@ -31,21 +35,21 @@ const (
 	// EventRetention is how long the events feed keeps an event. Without a
 	// marker GET /events shows the last hour; with one, whatever is still
 	// kept.
-	EventRetention = 7 * 24 * time.Hour
+	EventRetention = store.EventRetention
 
 	// shutdownGrace bounds how long Serve waits for in-flight requests.
 	shutdownGrace = 10 * time.Second
-	// housekeepingEvery is how often expired identity tokens are purged.
-	housekeepingEvery = time.Minute
-	// pruneEvery is how often old events are pruned.
-	pruneEvery = time.Hour
 )
 
 // Config configures a Server. Zero values mean the documented default.
 type Config struct {
-	// DataDir holds the bbolt file (registry.db). Required; created if
-	// missing.
+	// DataDir holds the bbolt file (registry.db) of the default store.
+	// Created if missing. Exclusive with Etcd.
 	DataDir string
+	// Etcd, when not nil, keeps the state in etcd instead
+	// (internal/server/etcdstore), shared by every frontend on the same
+	// etcd cluster and prefix.
+	Etcd *etcdconf.Config
 	// Dev accepts any username and API key; each username is its own
 	// tenant, DevTenantID(username). Tenants of the older, 10-digit dev
 	// ids are moved to their new ids at start (see the package
@@ -65,37 +69,31 @@ type Config struct {
 	MaxBodyBytes int64
 }
 
-// Server is the registry: the in-memory state, its bbolt store, the expiry
-// loop and the HTTP handler. Create it with New, serve it with Serve (or
-// mount Handler), release it with Close.
+// Server is the registry's HTTP side: routing, validation, faults and
+// authentication, over a store.Store that keeps the state. Create it with
+// New, serve it with Serve (or mount Handler), release it with Close.
 type Server struct {
-	log     *zap.Logger
-	limits  api.ResourceLimits
-	maxBody int64
-	store   *store
-	ids     *identity
-	exp     *expirer
-	// base is the origin of the monotonic clock used for deadlines, so
-	// that a wall clock step neither expires nor immortalises sessions.
-	base      time.Time
+	log       *zap.Logger
+	limits    api.ResourceLimits
+	maxBody   int64
+	store     store.Store
+	creds     *credentials
+	rates     *rates
 	txnPrefix string
 	txnSeq    atomic.Uint64
 
-	mu      sync.RWMutex
-	tenants map[string]*tenant
-
-	stop      chan struct{}
-	bg        sync.WaitGroup
 	closeOnce sync.Once
 	closeErr  error
 }
 
-// New opens (or creates) the store in cfg.DataDir, restores its sessions,
-// services and configuration, and starts the expiry loop. Restored
-// sessions get a full fresh timeout.
+// New opens (or creates) the store, restoring its sessions, services and
+// configuration, and starts its expiry.
 func New(cfg Config) (*Server, error) {
-	if cfg.DataDir == "" {
+	switch {
+	case cfg.DataDir == "" && cfg.Etcd == nil:
 		return nil, errors.New("new server: data dir is required")
+	case cfg.DataDir != "" && cfg.Etcd != nil:
+		return nil, errors.New("new server: a data dir and an etcd store are exclusive: give one")
 	}
 	if !cfg.Dev && len(cfg.Credentials) == 0 {
 		return nil, errors.New("new server: no way to authenticate: enable dev mode or give credentials")
@@ -104,146 +102,74 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	limits := cfg.Limits
-	if limits.Session <= 0 {
-		limits.Session = DefaultSessionLimit
+	opts := store.Options{Limits: cfg.Limits, TokenTTL: cfg.TokenTTL}
+	if opts.Limits.Session <= 0 {
+		opts.Limits.Session = DefaultSessionLimit
 	}
-	if limits.Service <= 0 {
-		limits.Service = DefaultServiceLimit
+	if opts.Limits.Service <= 0 {
+		opts.Limits.Service = DefaultServiceLimit
 	}
-	if limits.ConfigurationValue <= 0 {
-		limits.ConfigurationValue = DefaultConfigLimit
+	if opts.Limits.ConfigurationValue <= 0 {
+		opts.Limits.ConfigurationValue = DefaultConfigLimit
 	}
-	ttl := cfg.TokenTTL
-	if ttl <= 0 {
-		ttl = DefaultTokenTTL
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = DefaultTokenTTL
 	}
 	maxBody := cfg.MaxBodyBytes
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
-	ids, err := newIdentity(cfg.Dev, cfg.Credentials, ttl)
+	creds, err := newCredentials(cfg.Dev, cfg.Credentials)
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return nil, fmt.Errorf("new server: create data dir: %w", err)
-	}
-	st, err := openStore(cfg.DataDir)
-	if err != nil {
-		return nil, fmt.Errorf("new server: %w", err)
-	}
-	if cfg.Dev {
-		if err := moveOldDevTenants(st, cfg.Credentials, log); err != nil {
-			_ = st.close()
-			return nil, fmt.Errorf("new server: %w", err)
+	var st store.Store
+	if cfg.Etcd != nil {
+		st, err = etcdstore.Open(etcdstore.Config{Etcd: *cfg.Etcd, Store: opts, Logger: log})
+	} else {
+		bc := boltstore.Config{Dir: cfg.DataDir, Store: opts, Logger: log}
+		if cfg.Dev {
+			bc.MoveTenants = oldDevTenantMoves(cfg.Credentials)
 		}
+		st, err = boltstore.Open(bc)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
 	}
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	s := &Server{
+	return &Server{
 		log:       log,
-		limits:    limits,
+		limits:    opts.Limits,
 		maxBody:   maxBody,
 		store:     st,
-		ids:       ids,
-		exp:       newExpirer(),
-		base:      time.Now(),
+		creds:     creds,
+		rates:     newRates(),
 		txnPrefix: "sr-" + hex.EncodeToString(rnd[:]) + "-",
-		tenants:   map[string]*tenant{},
-		stop:      make(chan struct{}),
-	}
-	if err := s.restore(); err != nil {
-		_ = st.close()
-		return nil, fmt.Errorf("new server: %w", err)
-	}
-	s.bg.Add(2)
-	go func() { defer s.bg.Done(); s.runExpiry(s.stop) }()
-	go func() { defer s.bg.Done(); s.housekeeping(s.stop) }()
-	return s, nil
+	}, nil
 }
 
-// moveOldDevTenants gives the dev tenants of a data dir written before
-// tenant ids fit 32 bits the ids their usernames have now, so that a
-// restart after the upgrade loses nobody's state (see movedDevTenant).
-// Tenants of the credentials are never moved, whatever their id.
-func moveOldDevTenants(st *store, creds []Credential, log *zap.Logger) error {
+// oldDevTenantMoves says which tenants of a data dir written before
+// tenant ids fit 32 bits to move to the ids their usernames have now, so
+// that a restart after the upgrade loses nobody's state (see
+// movedDevTenant). Tenants of the credentials are never moved, whatever
+// their id.
+func oldDevTenantMoves(creds []Credential) func(string) (string, bool) {
 	named := map[string]bool{}
 	for _, c := range creds {
 		named[c.Tenant] = true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	moves, err := st.moveTenants(ctx, func(id string) (string, bool) {
+	return func(id string) (string, bool) {
 		if named[id] {
 			return "", false
 		}
 		return movedDevTenant(id)
-	})
-	if err != nil {
-		return err
 	}
-	for _, m := range moves {
-		if m.taken {
-			log.Warn("dev tenant of the old 10-digit form not moved: its new id already has state; its state stays unreachable under the old id",
-				zap.String("old_tenant", m.from), zap.String("new_tenant", m.to))
-			continue
-		}
-		log.Info("dev tenant moved to its 32-bit id", zap.String("old_tenant", m.from), zap.String("new_tenant", m.to))
-	}
-	return nil
 }
 
-// restore loads the durable state. Sessions come back with a fresh
-// timeout and an unknown token chain (see the package documentation).
-func (s *Server) restore() error {
-	tenants, err := s.store.load()
-	if err != nil {
-		return err
-	}
-	now := s.mono()
-	var nSessions, nServices, nConfig int
-	for _, rt := range tenants {
-		t := newTenant(rt.id)
-		t.config = rt.config
-		for _, ss := range rt.sessions {
-			sess := &session{
-				t:        t,
-				id:       ss.ID,
-				timeout:  int32(ss.HeartbeatTimeout),
-				restored: true,
-				created:  ss.Created,
-				metadata: emptyToNil(ss.Metadata),
-				deadline: now + int64(time.Duration(ss.HeartbeatTimeout)*time.Second),
-			}
-			t.sessions[sess.id] = sess
-			s.exp.push(sess)
-		}
-		for _, sv := range rt.services {
-			sess := t.sessions[sv.SessionID]
-			if sess == nil {
-				// Cannot happen with atomic commits; keep going rather
-				// than refuse to start.
-				s.log.Warn("restore: service without session, skipped",
-					zap.String("tenant", rt.id), zap.String("service_id", sv.ID), zap.String("session_id", sv.SessionID))
-				continue
-			}
-			svc := &service{sess: sess, id: sv.ID, tags: sv.Tags, metadata: emptyToNil(sv.Metadata)}
-			t.services[svc.id] = svc
-			sess.services = append(sess.services, svc)
-		}
-		nSessions += len(t.sessions)
-		nServices += len(t.services)
-		nConfig += len(t.config)
-		s.tenants[t.id] = t
-	}
-	s.log.Info("state restored",
-		zap.Int("tenants", len(tenants)),
-		zap.Int("sessions", nSessions),
-		zap.Int("services", nServices),
-		zap.Int("configuration_values", nConfig))
-	return nil
-}
+// Ready returns nil when the store answers requests now (what GET
+// /readyz reports).
+func (s *Server) Ready(ctx context.Context) error { return s.store.Ready(ctx) }
 
 // Handler returns the HTTP handler of the identity endpoint
 // (/v2.0/tokens) and the API (/v1.0/{tenant}/...).
@@ -263,6 +189,8 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 		ErrorLog:       zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
+	fresh := &freshConns{m: map[net.Conn]struct{}{}}
+	hs.ConnState = fresh.track
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {
@@ -274,6 +202,11 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	s.log.Info("shutting down", zap.String("addr", l.Addr().String()))
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
 	defer cancel()
+	// Shutdown waits up to 5 s for connections that have not sent a
+	// request yet (a client's spare connection): give them a moment to
+	// send one, then close them.
+	closeFresh := time.AfterFunc(freshConnGrace, fresh.closeAll)
+	defer closeFresh.Stop()
 	shutErr := hs.Shutdown(sctx)
 	if shutErr != nil {
 		shutErr = fmt.Errorf("shut down HTTP server on %s: %w", l.Addr(), shutErr)
@@ -283,67 +216,90 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	return errors.Join(shutErr, s.Close())
 }
 
-// Close stops the expiry loop and closes the store. Every mutation that was
-// answered is already on disk. Safe to call more than once.
-func (s *Server) Close() error {
-	s.closeOnce.Do(func() {
-		close(s.stop)
-		s.bg.Wait()
-		s.closeErr = s.store.close()
-	})
-	return s.closeErr
+// freshConnGrace is how long a connection that has sent nothing may still
+// send its first request once shutdown has begun.
+const freshConnGrace = 200 * time.Millisecond
+
+// freshConns are the connections that have not sent a request yet.
+type freshConns struct {
+	mu sync.Mutex
+	m  map[net.Conn]struct{}
 }
 
-// mono is the monotonic clock of deadlines, in ns.
-func (s *Server) mono() int64 { return int64(time.Since(s.base)) }
+func (f *freshConns) track(c net.Conn, st http.ConnState) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if st == http.StateNew {
+		f.m[c] = struct{}{}
+	} else {
+		delete(f.m, c)
+	}
+}
+
+func (f *freshConns) closeAll() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.m {
+		_ = c.Close()
+		delete(f.m, c)
+	}
+}
+
+// Close closes the store. Every mutation that was answered is already
+// durable. Safe to call more than once.
+func (s *Server) Close() error {
+	s.closeOnce.Do(func() { s.closeErr = s.store.Close() })
+	return s.closeErr
+}
 
 func (s *Server) nextTxn() string {
 	return s.txnPrefix + strconv.FormatUint(s.txnSeq.Add(1), 36)
 }
 
-// tenant returns the live state of a tenant, creating it on first use.
-func (s *Server) tenant(id string) *tenant {
-	s.mu.RLock()
-	t := s.tenants[id]
-	s.mu.RUnlock()
-	if t != nil {
-		return t
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if t = s.tenants[id]; t == nil {
-		t = newTenant(id)
-		s.tenants[id] = t
-	}
-	return t
+// rates count each tenant's requests in the current 24-hour window, for
+// GET /limits. They are this process's own count (rates are reported, not
+// enforced): sharing them between frontends would cost a write per request.
+type rates struct {
+	mu sync.RWMutex
+	m  map[string]*rate
 }
 
-func (s *Server) housekeeping(stop <-chan struct{}) {
-	tick := time.NewTicker(housekeepingEvery)
-	defer tick.Stop()
-	var lastPrune time.Time
-	for {
-		now := time.Now()
-		s.ids.purge(now)
-		if now.Sub(lastPrune) >= pruneEvery {
-			lastPrune = now
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			n, err := s.store.pruneEvents(ctx, now.Add(-EventRetention).UnixMilli())
-			cancel()
-			switch {
-			case err != nil && !errors.Is(err, errStoreClosed):
-				s.log.Error("prune events", zap.Error(err))
-			case n > 0:
-				s.log.Info("pruned old events", zap.Int("events", n), zap.Duration("retention", EventRetention))
-			}
-		}
-		select {
-		case <-tick.C:
-		case <-stop:
-			return
-		}
-	}
+type rate struct {
+	window atomic.Int64 // start of the window, unix ms
+	used   atomic.Int64
 }
+
+func newRates() *rates { return &rates{m: map[string]*rate{}} }
+
+func (rs *rates) of(tenant string) *rate {
+	rs.mu.RLock()
+	r := rs.m[tenant]
+	rs.mu.RUnlock()
+	if r != nil {
+		return r
+	}
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if r = rs.m[tenant]; r == nil {
+		r = &rate{}
+		rs.m[tenant] = r
+	}
+	return r
+}
+
+// count counts a request of the tenant at nowMS.
+func (rs *rates) count(tenant string, nowMS int64) {
+	const window = 24 * 60 * 60 * 1000
+	r := rs.of(tenant)
+	start := r.window.Load()
+	if nowMS-start >= window && r.window.CompareAndSwap(start, nowMS) {
+		r.used.Store(0)
+	}
+	r.used.Add(1)
+}
+
+// used is the tenant's count in the current window.
+func (rs *rates) used(tenant string) int64 { return rs.of(tenant).used.Load() }
 
 // DefaultDataDir is the per-user data directory of sr-registry:
 // $XDG_DATA_HOME/sr-registry, else ~/.local/share/sr-registry.

@@ -74,9 +74,13 @@ type Config struct {
 // /sr. Every endpoint must be host:port with a port in 1..65535; user
 // names, passwords, queries and fragments are refused, since credentials in
 // a URL end up in process listings and logs.
-func ParseURL(s string) (Config, error) {
+func ParseURL(s string) (Config, error) { return ParseURLOf("--registry", s) }
+
+// ParseURLOf is ParseURL for a URL given as the value of flag, which its
+// errors name.
+func ParseURLOf(flag, s string) (Config, error) {
 	fail := func(format string, args ...any) (Config, error) {
-		return Config{}, fmt.Errorf("--registry: "+format, args...)
+		return Config{}, fmt.Errorf(flag+": "+format, args...)
 	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {

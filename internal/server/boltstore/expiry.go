@@ -1,8 +1,9 @@
-package server
+package boltstore
 
 import (
 	"container/heap"
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -87,7 +88,7 @@ func (e *expirer) next(now int64) time.Duration {
 }
 
 // runExpiry expires sessions on time until stop is closed.
-func (s *Server) runExpiry(stop <-chan struct{}) {
+func (s *Store) runExpiry(stop <-chan struct{}) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var buf []expiryEntry
@@ -120,7 +121,7 @@ func (s *Server) runExpiry(stop <-chan struct{}) {
 // expired sessions are removed in one transaction, and tenants are handled
 // concurrently so that their transactions share fsyncs. A mass expiry of
 // thousands of sessions therefore still finishes well within a second.
-func (s *Server) expireDue(due []expiryEntry, now int64) {
+func (s *Store) expireDue(due []expiryEntry, now int64) {
 	byTenant := map[*tenant][]expiryEntry{}
 	for _, e := range due {
 		byTenant[e.sess.t] = append(byTenant[e.sess.t], e)
@@ -139,15 +140,13 @@ func (s *Server) expireDue(due []expiryEntry, now int64) {
 	wg.Wait()
 }
 
-func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
-	t.wmu.Lock()
-	defer t.wmu.Unlock()
-
+func (s *Store) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	type expired struct {
 		sess     *session
 		services []api.Service
 	}
 	var victims []expired
+	t.wmu.Lock()
 	t.mu.Lock()
 	for _, e := range entries {
 		sess := e.sess
@@ -158,18 +157,20 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 			s.exp.push(sess) // heartbeated since: wait for the new deadline
 		default:
 			// Hidden from now on: heartbeats get 404 while the removal
-			// commits.
+			// commits. Services whose creation is still committing are
+			// listed too: on disk they come before this removal.
 			sess.gone = true
-			victims = append(victims, expired{sess: sess, services: sess.serviceViews()})
+			victims = append(victims, expired{sess: sess, services: sess.serviceViews(true)})
 		}
 	}
 	t.mu.Unlock()
 	if len(victims) == 0 {
+		t.wmu.Unlock()
 		return
 	}
 
 	nowMS := time.Now().UnixMilli()
-	err := s.store.commitTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
+	p, err := s.file.enqueueTenant(context.Background(), t.id, func(tb *tenantBuckets) error {
 		for _, v := range victims {
 			if err := tb.sessions.Delete([]byte(v.sess.id)); err != nil {
 				return err
@@ -185,7 +186,11 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 		}
 		return nil
 	})
-	if err != nil {
+	t.wmu.Unlock()
+	if err == nil {
+		err = p.wait()
+	}
+	if err != nil && !errors.Is(err, errClosed) {
 		// Memory forgets them all the same below (clients already see
 		// them gone); on disk they remain, so a restart restores them and
 		// they expire again, this time with their services.timeout event.
@@ -194,10 +199,7 @@ func (s *Server) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 
 	t.mu.Lock()
 	for _, v := range victims {
-		delete(t.sessions, v.sess.id)
-		for _, svc := range v.sess.services {
-			delete(t.services, svc.id)
-		}
+		t.forget(v.sess)
 	}
 	t.mu.Unlock()
 	for _, v := range victims {

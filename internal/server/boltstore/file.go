@@ -1,4 +1,4 @@
-package server
+package boltstore
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // Layout of the bbolt file:
@@ -93,11 +94,11 @@ type storedSession struct {
 	Created          int64             `json:"created"`
 }
 
-// store owns the bbolt database and commits mutations in groups: while one
+// file owns the bbolt database and commits mutations in groups: while one
 // transaction is being fsynced, the next callers queue up and share the
 // following transaction. Unlike bbolt's own Batch, a lone caller does not
 // wait for a batching delay.
-type store struct {
+type file struct {
 	db    *bolt.DB
 	queue chan *commitReq
 	// mu and closed make close wait for callers that are enqueueing, so
@@ -115,9 +116,10 @@ type commitReq struct {
 	err chan error
 }
 
-var errStoreClosed = errors.New("store is closed")
+// errClosed is what calls get once Close has begun.
+var errClosed = store.Unavailable(errors.New("the store is closed: the server is shutting down"))
 
-func openStore(dir string) (*store, error) {
+func openFile(dir string) (*file, error) {
 	path := filepath.Join(dir, dbFileName)
 	// The timeout turns a second server on the same data dir into a clear
 	// error instead of a hang on the file lock.
@@ -153,7 +155,7 @@ func openStore(dir string) (*store, error) {
 		_ = db.Close()
 		return nil, fmt.Errorf("initialise store %s: %w", path, err)
 	}
-	st := &store{
+	st := &file{
 		db:      db,
 		queue:   make(chan *commitReq, maxGroupCommit),
 		done:    make(chan struct{}),
@@ -167,29 +169,47 @@ func openStore(dir string) (*store, error) {
 // transaction is on disk. fn may run more than once (when a group fails it
 // is retried alone), so it must only write to the transaction and to
 // variables it overwrites.
-func (st *store) commit(ctx context.Context, fn func(*bolt.Tx) error) error {
+func (st *file) commit(ctx context.Context, fn func(*bolt.Tx) error) error {
+	p, err := st.enqueue(ctx, fn)
+	if err != nil {
+		return err
+	}
+	return p.wait()
+}
+
+// pending is a queued commit; wait returns its outcome once it is on disk
+// (or failed).
+type pending struct{ err chan error }
+
+func (p pending) wait() error { return <-p.err }
+
+// enqueue queues fn (see commit) and returns without waiting for it.
+// Commits run in the order they were queued. A mutation is decided under
+// its tenant's lock and queued before that lock is released, so that the
+// tenant's writes reach the disk in the order they were decided; the
+// caller waits for the commit after releasing the lock, so that the next
+// decision does not wait for this fsync and shares the next one instead.
+func (st *file) enqueue(ctx context.Context, fn func(*bolt.Tx) error) (pending, error) {
 	req := &commitReq{fn: fn, err: make(chan error, 1)}
 	st.mu.RLock()
+	defer st.mu.RUnlock()
 	if st.closed {
-		st.mu.RUnlock()
-		return errStoreClosed
+		return pending{}, errClosed
 	}
 	select {
 	case st.queue <- req:
-		st.mu.RUnlock()
+		// Once queued, the commit happens whatever the caller's context
+		// says: waiting for it keeps memory and disk in step.
+		return pending{req.err}, nil
 	case <-ctx.Done():
-		st.mu.RUnlock()
-		return fmt.Errorf("queue commit: %w", ctx.Err())
+		return pending{}, store.Unavailable(fmt.Errorf("queue commit: %w", ctx.Err()))
 	}
-	// Once queued, the commit happens whatever the caller's context says:
-	// waiting for it keeps memory and disk in step.
-	return <-req.err
 }
 
-// commitTenant is commit with the tenant's buckets, created if needed:
+// enqueueTenant is enqueue with the tenant's buckets, created if needed:
 // what every mutation of one tenant needs.
-func (st *store) commitTenant(ctx context.Context, tenant string, fn func(*tenantBuckets) error) error {
-	return st.commit(ctx, func(tx *bolt.Tx) error {
+func (st *file) enqueueTenant(ctx context.Context, tenant string, fn func(*tenantBuckets) error) (pending, error) {
+	return st.enqueue(ctx, func(tx *bolt.Tx) error {
 		tb, err := writeTenant(tx, tenant)
 		if err != nil {
 			return err
@@ -198,7 +218,7 @@ func (st *store) commitTenant(ctx context.Context, tenant string, fn func(*tenan
 	})
 }
 
-func (st *store) loop() {
+func (st *file) loop() {
 	defer close(st.stopped)
 	group := make([]*commitReq, 0, maxGroupCommit)
 	for {
@@ -223,7 +243,7 @@ func (st *store) loop() {
 }
 
 // drain answers the requests that were queued before close.
-func (st *store) drain() {
+func (st *file) drain() {
 	for {
 		select {
 		case req := <-st.queue:
@@ -234,7 +254,7 @@ func (st *store) drain() {
 	}
 }
 
-func (st *store) run(group []*commitReq) {
+func (st *file) run(group []*commitReq) {
 	err := st.db.Update(func(tx *bolt.Tx) error {
 		for _, req := range group {
 			if err := req.fn(tx); err != nil {
@@ -256,7 +276,7 @@ func (st *store) run(group []*commitReq) {
 	}
 }
 
-func (st *store) close() error {
+func (st *file) close() error {
 	st.mu.Lock()
 	st.closed = true
 	st.mu.Unlock()
@@ -309,10 +329,6 @@ func putJSON(b *bolt.Bucket, key string, v any) error {
 	return nil
 }
 
-// eventIDPrefix is the smallest event id at or after the time ms, for
-// seeking to "the last hour".
-func eventIDPrefix(ms int64) string { return fmt.Sprintf("%013d-", ms) }
-
 // appendEvent adds an event to the tenant's feed and returns it. Ids are
 // "<ms timestamp>-<sequence>", zero-padded, so that they sort in insertion
 // order: the timestamp never goes backwards (it is the maximum of the clock
@@ -339,7 +355,7 @@ func appendEvent(tb *tenantBuckets, typ string, payload any, nowMS int64) (api.E
 		return api.Event{}, fmt.Errorf("next event sequence: %w", err)
 	}
 	ev := api.Event{
-		ID:        fmt.Sprintf("%013d-%012d", ts, seq),
+		ID:        store.EventID(ts, seq),
 		Timestamp: ts,
 		Type:      typ,
 		Payload:   raw,
@@ -348,14 +364,14 @@ func appendEvent(tb *tenantBuckets, typ string, payload any, nowMS int64) (api.E
 }
 
 // readEvents returns up to limit+1 events of the tenant with ids >= from,
-// in id order, or errStoreClosed once the store is closing.
-func (st *store) readEvents(tenant, from string, limit int) ([]api.Event, error) {
+// in id order, or errClosed once the store is closing.
+func (st *file) readEvents(tenant, from string, limit int) ([]api.Event, error) {
 	// The read lock keeps close from closing the database under the
 	// transaction.
 	st.mu.RLock()
 	defer st.mu.RUnlock()
 	if st.closed {
-		return nil, fmt.Errorf("read events of tenant %q: %w", tenant, errStoreClosed)
+		return nil, fmt.Errorf("read events of tenant %q: %w", tenant, errClosed)
 	}
 	out := []api.Event{}
 	err := st.db.View(func(tx *bolt.Tx) error {
@@ -384,9 +400,9 @@ func (st *store) readEvents(tenant, from string, limit int) ([]api.Event, error)
 }
 
 // pruneEvents deletes every tenant's events older than cutoffMS.
-func (st *store) pruneEvents(ctx context.Context, cutoffMS int64) (int, error) {
+func (st *file) pruneEvents(ctx context.Context, cutoffMS int64) (int, error) {
 	var n int
-	cutoff := []byte(eventIDPrefix(cutoffMS))
+	cutoff := []byte(store.EventIDPrefix(cutoffMS))
 	err := st.commit(ctx, func(tx *bolt.Tx) error {
 		n = 0
 		return tx.Bucket(bucketTenants).ForEachBucket(func(name []byte) error {
@@ -422,7 +438,7 @@ type tenantMove struct {
 // ones deleted, in one transaction. A tenant whose new id already has
 // state stays where it is (reported as taken): merging two tenants' state
 // is not something to do behind the user's back.
-func (st *store) moveTenants(ctx context.Context, newID func(string) (string, bool)) ([]tenantMove, error) {
+func (st *file) moveTenants(ctx context.Context, newID func(string) (string, bool)) ([]tenantMove, error) {
 	var moves []tenantMove
 	err := st.commit(ctx, func(tx *bolt.Tx) error {
 		moves = moves[:0]
@@ -492,7 +508,7 @@ type restoredTenant struct {
 	config   map[string]string
 }
 
-func (st *store) load() ([]restoredTenant, error) {
+func (st *file) load() ([]restoredTenant, error) {
 	var out []restoredTenant
 	err := st.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketTenants).ForEachBucket(func(name []byte) error {

@@ -45,14 +45,14 @@ type call struct {
 	// tenant is the authenticated tenant of a /v1.0/{tenant} request.
 	tenant string
 	// start and sw (which w writes to) are for the requests histogram.
-	start time.Time
+	start time.Duration
 	sw    statusWriter
 }
 
 // newCall starts answering r: its transaction id, and the writer that
 // notes the status code for metrics.
 func (s *Server) newCall(w http.ResponseWriter, r *http.Request) *call {
-	c := &call{s: s, r: r, txn: s.nextTxn(), start: time.Now(), sw: statusWriter{ResponseWriter: w}}
+	c := &call{s: s, r: r, txn: s.nextTxn(), start: s.metrics.now(), sw: statusWriter{ResponseWriter: w}}
 	c.w = &c.sw
 	w.Header()[HeaderResponseID] = []string{c.txn}
 	return c

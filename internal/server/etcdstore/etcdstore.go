@@ -143,19 +143,19 @@ func Open(cfg Config) (*Store, error) {
 	metrics := cfg.Store.Metrics.OrDiscard()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
-		metrics:          metrics,
-		commitMutations:  metrics.CommitDuration.WithLabelValues(store.CommitMutations),
-		commitHeartbeats: metrics.CommitDuration.WithLabelValues(store.CommitHeartbeats),
-		log:              log.With(zap.String("store", ec.String())),
-		cfg:              ec,
-		opts:             cfg.Store,
-		keys:             keys{root: ec.Prefix + "/registry"},
-		callTimeout:      callTimeout,
-		tls:              tc,
-		ready:            make(chan struct{}),
-		ctx:              ctx,
-		cancel:           cancel,
+		log:         log.With(zap.String("store", ec.String())),
+		cfg:         ec,
+		opts:        cfg.Store,
+		keys:        keys{root: ec.Prefix + "/registry"},
+		callTimeout: callTimeout,
+		tls:         tc,
+		ready:       make(chan struct{}),
+		ctx:         ctx,
+		cancel:      cancel,
 	}
+	s.metrics = metrics
+	s.commitMutations = metrics.CommitDuration.WithLabelValues(store.CommitMutations)
+	s.commitHeartbeats = metrics.CommitDuration.WithLabelValues(store.CommitHeartbeats)
 	s.committers.init(s)
 	s.index = newIndex(s)
 	s.beats = newBeats(s)

@@ -8,33 +8,13 @@
 set -euo pipefail
 set -m
 cd "$(dirname "$0")/.."
-BIN=$PWD/bin
 ETCD=${ETCD:-$(command -v etcd || true)}
 if [ -z "$ETCD" ]; then
 	echo "demo-cluster: no etcd binary: apt-get install etcd-server (or set ETCD=/path/to/etcd)" >&2
 	exit 1
 fi
-WORK=$(mktemp -d)
-cleanup() {
-	# Each background job is its own process group (set -m): end all of it.
-	for pgid in $(jobs -p); do kill -- "-$pgid" 2>/dev/null || true; done
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-# Wait until a command's output contains a string (or give up after 20 s).
-wait_for() {
-	local what=$1; shift
-	for _ in $(seq 200); do
-		if "$@" 2>/dev/null | grep -q -- "$what"; then return 0; fi
-		sleep 0.1
-	done
-	echo "demo-cluster: timed out waiting for '$what' from: $*" >&2
-	return 1
-}
+DEMO=demo-cluster
+. scripts/demo-lib.sh
 
 # readyz prints a frontend's answer to GET /readyz (base URL http://host:port).
 readyz() {

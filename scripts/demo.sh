@@ -5,29 +5,9 @@
 set -euo pipefail
 set -m
 cd "$(dirname "$0")/.."
-BIN=$PWD/bin
-WORK=$(mktemp -d)
-cleanup() {
-	# Each background job is its own process group (set -m): end all of it.
-	for pgid in $(jobs -p); do kill -- "-$pgid" 2>/dev/null || true; done
-	[ -z "${ORPHAN_CHILD:-}" ] || kill $ORPHAN_CHILD 2>/dev/null || true
-	wait 2>/dev/null || true
-	rm -rf "$WORK"
-}
-trap cleanup EXIT
-
-say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-
-# Wait until a command's output contains a string (or give up after 15 s).
-wait_for() {
-	local what=$1; shift
-	for _ in $(seq 150); do
-		if "$@" 2>/dev/null | grep -q -- "$what"; then return 0; fi
-		sleep 0.1
-	done
-	echo "demo: timed out waiting for '$what' from: $*" >&2
-	return 1
-}
+DEMO=demo
+DEMO_CLEANUP='[ -z "${ORPHAN_CHILD:-}" ] || kill $ORPHAN_CHILD 2>/dev/null || true'
+. scripts/demo-lib.sh
 
 say "1. Start sr-registry (dev mode: any username works) on a free loopback port"
 "$BIN/sr-registry" --dev --listen 127.0.0.1:0 --data-dir "$WORK/registry" --log-format json 2>"$WORK/registry.log" &

@@ -10,13 +10,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/etcdtest"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // An etcd that is down when sr-registry starts is not a crash: it serves
@@ -141,7 +141,7 @@ func TestStoreOverTLSWithAuthentication(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	logs := &lockedWriter{b: &strings.Builder{}}
+	logs := &testsupport.Buffer{}
 	_, err = registrytest.Launch(ctx, bin, logs, append([]string{"--store", c.URL("/tls"), "--etcd-password-file", bad}, tlsFlags...)...)
 	if err == nil {
 		t.Fatal("a frontend with a wrong etcd password became ready")
@@ -150,21 +150,4 @@ func TestStoreOverTLSWithAuthentication(t *testing.T) {
 	if !strings.Contains(lw, "etcd store not ready yet, retrying") {
 		t.Fatalf("no retry logged with a wrong password (%v):\n%s", err, lw)
 	}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	b  *strings.Builder
-}
-
-func (w *lockedWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (w *lockedWriter) String() string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.String()
 }

@@ -11,7 +11,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 
@@ -141,7 +140,7 @@ func TestAdvertiseIPAppearsLater(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), startWait)
 	defer cancel()
-	var regLog lockedBuffer
+	var regLog testsupport.Buffer
 	// Launch puts its own flags first: the namespace goes in a script.
 	inNSRegistry := filepath.Join(t.TempDir(), "sr-registry-in-netns")
 	script := fmt.Sprintf("#!/bin/sh\nexec %s netns exec %s %s \"$@\"\n", ipCmd, ns, bin.registry)
@@ -199,22 +198,4 @@ func TestAdvertiseIPAppearsLater(t *testing.T) {
 	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d, want the child's 0", code)
 	}
-}
-
-// lockedBuffer collects the lines another goroutine writes.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -44,7 +44,7 @@ func TestVersionOfPlainBuilds(t *testing.T) {
 	if _, err := exec.LookPath("git"); err != nil {
 		testsupport.SkipUnsupported(t, "needs git to make a repository to build from: %v", err)
 	}
-	src := copySource(t, moduleRoot(t))
+	src := copySource(t, testsupport.ModuleRoot(t))
 	git(t, src, "init", "-q")
 	git(t, src, "add", "-A")
 	git(t, src, "-c", "commit.gpgsign=false", "commit", "-q", "-m", "test build")
@@ -261,22 +261,4 @@ func versionOf(t *testing.T, bin string) string {
 	}
 	_, v, _ := strings.Cut(strings.TrimSpace(string(out)), " ")
 	return v
-}
-
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("find the module root: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("find the module root: no go.mod above the test's directory")
-		}
-		dir = parent
-	}
 }

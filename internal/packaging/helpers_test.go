@@ -39,26 +39,6 @@ const (
 	testKey  = "key"
 )
 
-// moduleRoot is the directory of go.mod: the tests build from there and
-// read the packaging files there.
-func moduleRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatalf("find the module root: %v", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("find the module root: no go.mod above the test's directory")
-		}
-		dir = parent
-	}
-}
-
 // readRepoFile reads a file of the repository, by its slash path.
 func readRepoFile(t *testing.T, root, rel string) string {
 	t.Helper()

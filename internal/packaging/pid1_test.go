@@ -49,7 +49,7 @@ import (
 func TestStaticWrapperAsPID1InEmptyRoot(t *testing.T) {
 	ns := requireNamespaces(t)
 	machine := hostMachine(t)
-	root := moduleRoot(t)
+	root := testsupport.ModuleRoot(t)
 	bins := t.TempDir()
 
 	version := buildinfo.Info{Version: "v0.0.0-pid1test", Commit: "c0ffee1", Date: "2026-01-02T03:04:05Z"}

@@ -34,7 +34,7 @@ func TestReleaseBuildsStaticBinariesWithVersion(t *testing.T) {
 	if err != nil {
 		testsupport.SkipUnsupported(t, "needs make: %v", err)
 	}
-	root := moduleRoot(t)
+	root := testsupport.ModuleRoot(t)
 	dist := t.TempDir()
 	const version = "v9.9.9-test"
 

@@ -33,7 +33,7 @@ const supervisordExample = "packaging/supervisord/sr-wrapper-web.conf"
 // for a program that exits by itself.
 func TestSupervisordStopReachesChildAndDeregisters(t *testing.T) {
 	sv := requireSupervisord(t)
-	root := moduleRoot(t)
+	root := testsupport.ModuleRoot(t)
 	bins := t.TempDir()
 	wrapper := buildStatic(t, root, bins, "./cmd/sr-wrapper")
 	fakeproc := buildStatic(t, root, bins, "./testdata/fakeproc")
@@ -99,7 +99,7 @@ func TestSupervisordStopReachesChildAndDeregisters(t *testing.T) {
 // and validates with the wrapper's own flag parser, and supervisord's stop
 // settings leave room for the wrapper's stop sequence.
 func TestSupervisordExampleSettings(t *testing.T) {
-	root := moduleRoot(t)
+	root := testsupport.ModuleRoot(t)
 	sections, err := parseSupervisorConf(readRepoFile(t, root, supervisordExample))
 	if err != nil {
 		t.Fatalf("%s: %v", supervisordExample, err)

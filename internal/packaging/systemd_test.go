@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/signals"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 const systemdExample = "packaging/systemd/sr-wrapper-apache.service"
@@ -22,7 +23,7 @@ const systemdExample = "packaging/systemd/sr-wrapper-apache.service"
 // specifiers) and checks the settings; the sd_notify protocol behind
 // Type=notify is tested for real in internal/wrapper and internal/sdnotify.
 func TestSystemdExampleUnit(t *testing.T) {
-	root := moduleRoot(t)
+	root := testsupport.ModuleRoot(t)
 	unit, err := parseUnit(readRepoFile(t, root, systemdExample))
 	if err != nil {
 		t.Fatalf("%s: %v", systemdExample, err)

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // RegistryPackage is the import path of the sr-registry command, for
@@ -228,28 +230,10 @@ type Process struct {
 	t    testing.TB
 	bin  string
 	args []string // the caller's extra arguments
-	logs lockedBuilder
+	logs testsupport.Buffer
 
 	mu    sync.Mutex
 	child *Child
-}
-
-// lockedBuilder is a strings.Builder for concurrent writers and readers.
-type lockedBuilder struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuilder) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuilder) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // StartProcess starts the sr-registry binary bin and waits for its

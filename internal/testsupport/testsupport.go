@@ -3,6 +3,9 @@
 // code on testing/synctest's fake clock, and skipping a test that the
 // machine cannot run, which CI turns into a failure.
 //
+// It also holds the small pieces several test packages need alike (a
+// Buffer that a process writes its log to, the module root).
+//
 // It is for tests only; no production package imports it.
 package testsupport
 

@@ -163,17 +163,17 @@ func newMetrics(log *zap.Logger, onAPI, etcd bool) *metrics {
 // registerCounts adds the gauges of sessions and services, counted by st
 // at each scrape.
 func (m *metrics) registerCounts(st store.Store, log *zap.Logger, etcd bool) {
-	whose := "of this process"
+	whose := ""
 	if etcd {
-		whose = "of the whole registry, read from etcd at each scrape: every frontend reports the same total (aggregate over frontends with max, not sum)"
+		whose = " On the etcd store: the whole registry's, read from etcd at each scrape, so every frontend reports the same total (aggregate over frontends with max, not sum)."
 	}
 	m.registry.MustRegister(&countsCollector{
 		store: st,
 		log:   log,
 		sessions: prometheus.NewDesc(metricSessions,
-			"Live sessions over every tenant, "+whose+".", nil, nil),
+			"Live sessions, over every tenant."+whose, nil, nil),
 		services: prometheus.NewDesc(metricServices,
-			"Registered services over every tenant, "+whose+".", nil, nil),
+			"Registered services, over every tenant."+whose, nil, nil),
 	})
 }
 

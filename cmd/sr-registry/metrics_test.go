@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 
@@ -131,10 +133,16 @@ func TestMetricsListen(t *testing.T) {
 	})
 }
 
+// An address that cannot be listened on is an error that names the flag,
+// and the server does not start without its metrics.
 func TestMetricsListenFails(t *testing.T) {
-	var stdout, stderr bytes.Buffer
-	code := run([]string{"--dev", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-listen", "256.0.0.1:1", "--log-format", "json"}, &stdout, &stderr)
-	if code != exitError || !strings.Contains(stderr.String(), "--metrics-listen: listen on 256.0.0.1:1") {
-		t.Fatalf("exit %d, stderr %s: want %d and the address that failed", code, stderr.String(), exitError)
+	bin := registrytest.BuildBinary(t, registrytest.RegistryPackage)
+	cmd := exec.Command(bin, "--dev", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-listen", "256.0.0.1:1", "--log-format", "json")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != exitError || !strings.Contains(stderr.String(), "--metrics-listen: listen on 256.0.0.1:1") {
+		t.Fatalf("%v, stderr %s: want exit status %d and the address that failed", err, stderr.String(), exitError)
 	}
 }

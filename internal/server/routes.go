@@ -62,7 +62,7 @@ var routePatterns = [numRoutes]string{
 // path, whatever the method and whether or not the request authenticates:
 // a 401 of a heartbeat counts as the heartbeat route. Paths that no route
 // takes (the 404s of notFoundPath) are routeUnmatched. It follows the
-// routing of http.go; TestRouteOfAgreesWithTheRouter holds the two
+// routing of http.go; FuzzRouteOfAgreesWithTheRouter holds the two
 // together.
 func routeOf(path string) route {
 	switch {

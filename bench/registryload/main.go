@@ -69,6 +69,7 @@ type options struct {
 	etcdBin    string
 	members    int
 	frontends  int
+	scrape     time.Duration
 }
 
 func main() {
@@ -92,6 +93,7 @@ func main() {
 	flag.StringVar(&o.etcdBin, "etcd-bin", "etcd", "with -cluster: the etcd server binary (Debian: etcd-server)")
 	flag.IntVar(&o.members, "members", 3, "with -cluster: etcd members (1..5)")
 	flag.IntVar(&o.frontends, "frontends", 3, "with -cluster: sr-registry frontends (1..5)")
+	flag.DurationVar(&o.scrape, "scrape-every", 0, "GET /metrics this often during the heartbeat phases, as Prometheus would (0: never), and check the server's heartbeat counter against the replies")
 	flag.Parse()
 	if o.memprof != "" {
 		runtime.MemProfileRate = 1 // every allocation, for an exact diff
@@ -252,6 +254,12 @@ func run(o options) error {
 	if o.rate > 0 {
 		rates = append(rates, o.rate)
 	}
+	heartbeats0, err := scrapeHeartbeats(addr)
+	if err != nil {
+		return err
+	}
+	stopScraping := scrapeEvery(addr, o.scrape)
+	total := 0
 	for _, rate := range rates {
 		cpu0, err := srv.cpu()
 		if err != nil {
@@ -272,6 +280,7 @@ func run(o options) error {
 			name = fmt.Sprintf("fixed rate %d/s", rate)
 		}
 		r.print(name, rate > 0)
+		total += r.count
 		// Cores this benchmark got: near the machine's count means nothing
 		// else competed for the CPUs during the phase.
 		selfCores := (self1 - self0).Seconds() / r.elapsed.Seconds()
@@ -287,6 +296,18 @@ func run(o options) error {
 		} else {
 			fmt.Printf("  CPU: server and load generator together %.2f cores, everything else %.2f cores\n", selfCores, max(others, 0))
 		}
+	}
+
+	if err := stopScraping(); err != nil {
+		return err
+	}
+	heartbeats1, err := scrapeHeartbeats(addr)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("the server's sr_registry_heartbeats_total rose by %.0f; the load generator got %d heartbeat replies\n", heartbeats1-heartbeats0, total)
+	if int(heartbeats1-heartbeats0) != total {
+		return errors.New("the server's heartbeat counter does not match the heartbeats answered")
 	}
 
 	// Every session must still be alive.

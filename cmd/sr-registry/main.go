@@ -39,6 +39,8 @@ type flags struct {
 	LogLevel    string           `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
 	Version     kong.VersionFlag `help:"Print the version and exit."`
 
+	MetricsListen string `placeholder:"ADDR" help:"Serve GET /metrics (with /healthz and /readyz) on this address, and then not on --listen. Default: /metrics on --listen."`
+
 	cli.EtcdConnection `embed:""`
 }
 
@@ -70,7 +72,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer func() { _ = log.Sync() }()
 
-	cfg := server.Config{Dev: f.Dev, DataDir: f.DataDir, Logger: log}
+	cfg := server.Config{Dev: f.Dev, DataDir: f.DataDir, Logger: log, SeparateMetrics: f.MetricsListen != ""}
 	if f.Credentials != "" {
 		if cfg.Credentials, err = server.LoadCredentials(f.Credentials); err != nil {
 			fmt.Fprintf(stderr, "sr-registry: --credentials: %v\n", err)
@@ -102,7 +104,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, f.Listen, cfg, log); err != nil {
+	if err := serve(ctx, f.Listen, f.MetricsListen, cfg, log); err != nil {
 		log.Error("sr-registry failed", zap.Error(err))
 		return exitError
 	}
@@ -110,7 +112,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger) error {
+func serve(ctx context.Context, addr, metricsAddr string, cfg server.Config, log *zap.Logger) error {
 	srv, err := server.New(cfg)
 	if err != nil {
 		return err
@@ -118,6 +120,13 @@ func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger)
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", addr, err), srv.Close())
+	}
+	var ml net.Listener
+	if metricsAddr != "" {
+		if ml, err = net.Listen("tcp", metricsAddr); err != nil {
+			return errors.Join(fmt.Errorf("--metrics-listen: listen on %s: %w", metricsAddr, err), l.Close(), srv.Close())
+		}
+		log.Info("serving metrics", zap.String("addr", ml.Addr().String()), zap.String("url", "http://"+ml.Addr().String()+"/metrics"))
 	}
 	actual := l.Addr().String()
 	where := zap.String("data_dir", cfg.DataDir)
@@ -131,6 +140,9 @@ func serve(ctx context.Context, addr string, cfg server.Config, log *zap.Logger)
 		where,
 		zap.Bool("dev", cfg.Dev),
 		zap.Int("accounts", len(cfg.Credentials)))
+	if ml != nil {
+		return srv.ServeWithMetrics(ctx, l, ml)
+	}
 	return srv.Serve(ctx, l)
 }
 

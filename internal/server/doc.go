@@ -59,6 +59,17 @@
 // rest: clients that send the whole body before reading, such as Python's,
 // see the 413 rather than a reset.
 //
+// # Metrics and probes
+//
+// GET /metrics is the Prometheus text format from a registry of the
+// Server's own (see metrics.go for what each metric means, and
+// docs/cluster.md for what they mean with several frontends); with
+// Config.SeparateMetrics it is served only by ServeMetrics, on a listener
+// of its own. Labels hold route patterns (routes.go), methods, status
+// codes, event types and commit kinds, never anything a client sent. GET
+// /healthz answers 200 while the process serves, GET /readyz 200 while the
+// store answers (503 otherwise); neither needs a token.
+//
 // # Upgrading a data dir
 //
 // Data dirs written before schema 2 stored every id with a leading slash

@@ -135,6 +135,7 @@ func (s *Server) heartbeat(c *call, id string) {
 		c.storeFault(err, "heartbeat the session", "Session", id)
 		return
 	}
+	s.metrics.heartbeats.Inc()
 	c.json(http.StatusOK, api.HeartbeatToken{Token: reply.String()})
 }
 

@@ -44,11 +44,23 @@ type call struct {
 	txn string
 	// tenant is the authenticated tenant of a /v1.0/{tenant} request.
 	tenant string
+	// start and sw (which w writes to) are for the requests histogram.
+	start time.Duration
+	sw    statusWriter
+}
+
+// newCall starts answering r: its transaction id, and the writer that
+// notes the status code for metrics.
+func (s *Server) newCall(w http.ResponseWriter, r *http.Request) *call {
+	c := &call{s: s, r: r, txn: s.nextTxn(), start: s.metrics.now(), sw: statusWriter{ResponseWriter: w}}
+	c.w = &c.sw
+	w.Header()[HeaderResponseID] = []string{c.txn}
+	return c
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
-	c := &call{s: s, w: w, r: r, txn: s.nextTxn()}
-	w.Header()[HeaderResponseID] = []string{c.txn}
+	c := s.newCall(w, r)
+	defer s.metrics.observe(c)
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -83,8 +95,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.health(c, path == "/readyz")
+	case path == "/metrics" && s.metrics.onAPI:
+		s.serveMetrics(c)
 	case dashboard.Owns(path):
-		dashboard.Handler{}.ServeHTTP(w, r)
+		dashboard.Handler{}.ServeHTTP(c.w, r)
 	default:
 		c.notFoundPath()
 	}

@@ -67,6 +67,9 @@ type Config struct {
 	TokenTTL time.Duration
 	// MaxBodyBytes bounds request bodies (413 beyond); zero means 64 KiB.
 	MaxBodyBytes int64
+	// SeparateMetrics serves GET /metrics only on a listener of its own
+	// (ServeMetrics), not with the API (Handler, Serve).
+	SeparateMetrics bool
 }
 
 // Server is the registry's HTTP side: routing, validation, faults and
@@ -81,6 +84,7 @@ type Server struct {
 	rates     *rates
 	txnPrefix string
 	txnSeq    atomic.Uint64
+	metrics   *metrics
 
 	closeOnce sync.Once
 	closeErr  error
@@ -123,6 +127,8 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
+	metrics := newMetrics(log, !cfg.SeparateMetrics, cfg.Etcd != nil)
+	opts.Metrics = metrics.store
 	var st store.Store
 	if cfg.Etcd != nil {
 		st, err = etcdstore.Open(etcdstore.Config{Etcd: *cfg.Etcd, Store: opts, Logger: log})
@@ -136,9 +142,11 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
+	metrics.registerCounts(st, log, cfg.Etcd != nil)
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
 	return &Server{
+		metrics:   metrics,
 		log:       log,
 		limits:    opts.Limits,
 		maxBody:   maxBody,

@@ -65,11 +65,12 @@ const (
 
 // Store is the bbolt store. Open it with Open, release it with Close.
 type Store struct {
-	log    *zap.Logger
-	limits api.ResourceLimits
-	file   *file
-	exp    *expirer
-	tokens *tokens
+	log     *zap.Logger
+	limits  api.ResourceLimits
+	metrics *store.Metrics
+	file    *file
+	exp     *expirer
+	tokens  *tokens
 	// base is the origin of the monotonic clock used for deadlines, so
 	// that a wall clock step neither expires nor immortalises sessions.
 	base time.Time
@@ -110,7 +111,8 @@ func Open(cfg Config) (*Store, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: create data dir: %w", err)
 	}
-	f, err := openFile(cfg.Dir)
+	metrics := cfg.Store.Metrics.OrDiscard()
+	f, err := openFile(cfg.Dir, metrics.CommitDuration.WithLabelValues(store.CommitMutations))
 	if err != nil {
 		return nil, err
 	}
@@ -123,6 +125,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{
 		log:     log,
 		limits:  cfg.Store.Limits,
+		metrics: metrics,
 		file:    f,
 		exp:     newExpirer(),
 		tokens:  newTokens(cfg.Store.TokenTTL),
@@ -548,6 +551,7 @@ func (s *Store) CreateService(ctx context.Context, tenantID string, in api.Servi
 		return fmt.Errorf("create service %q: %w", in.ID, err)
 	}
 	svc.pending = false
+	s.committed(api.EventServiceJoin, 1)
 	return nil
 }
 
@@ -727,6 +731,7 @@ func (s *Store) SetConfigValue(ctx context.Context, tenantID, id, value string) 
 		t.undoConfig(id, &value, change.OldValue)
 		return fmt.Errorf("set configuration value %q: %w", id, err)
 	}
+	s.committed(api.EventConfigurationUpdate, 1)
 	return nil
 }
 
@@ -763,7 +768,45 @@ func (s *Store) DeleteConfigValue(ctx context.Context, tenantID, id string) erro
 		t.undoConfig(id, nil, &old)
 		return fmt.Errorf("delete configuration value %q: %w", id, err)
 	}
+	s.committed(api.EventConfigurationRemove, 1)
 	return nil
+}
+
+// committed counts n events of type typ that are on disk.
+func (s *Store) committed(typ string, n int) {
+	s.metrics.Events.WithLabelValues(typ).Add(float64(n))
+}
+
+// Counts implements store.Store: the sessions and services that reads
+// show (not those whose creation or removal is still committing).
+func (s *Store) Counts(context.Context) (store.Counts, error) {
+	if err := s.Ready(context.Background()); err != nil {
+		return store.Counts{}, err
+	}
+	s.mu.RLock()
+	tenants := make([]*tenant, 0, len(s.tenants))
+	for _, t := range s.tenants {
+		tenants = append(tenants, t)
+	}
+	s.mu.RUnlock()
+	var c store.Counts
+	for _, t := range tenants {
+		// One tenant's lock at a time, each held for a count in memory,
+		// so that heartbeats wait for no more than that.
+		t.mu.Lock()
+		for _, sess := range t.sessions {
+			if sess.visible() {
+				c.Sessions++
+			}
+		}
+		for _, svc := range t.services {
+			if svc.live() {
+				c.Services++
+			}
+		}
+		t.mu.Unlock()
+	}
+	return c, nil
 }
 
 // Events implements store.Store. Events are read from the file, not

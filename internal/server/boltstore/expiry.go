@@ -190,7 +190,11 @@ func (s *Store) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	if err == nil {
 		err = p.wait()
 	}
-	if err != nil && !errors.Is(err, errClosed) {
+	switch {
+	case err == nil:
+		s.metrics.SessionExpiries.Add(float64(len(victims)))
+		s.committed(api.EventServicesTimeout, len(victims))
+	case !errors.Is(err, errClosed):
 		// Memory forgets them all the same below (clients already see
 		// them gone); on disk they remain, so a restart restores them and
 		// they expire again, this time with their services.timeout event.

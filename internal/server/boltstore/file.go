@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 
@@ -101,6 +102,8 @@ type storedSession struct {
 type file struct {
 	db    *bolt.DB
 	queue chan *commitReq
+	// commitTime observes each read-write transaction, fsync included.
+	commitTime prometheus.Observer
 	// mu and closed make close wait for callers that are enqueueing, so
 	// that every queued request is answered by the final drain, and for
 	// readers, so that the database is not closed under them.
@@ -119,7 +122,7 @@ type commitReq struct {
 // errClosed is what calls get once Close has begun.
 var errClosed = store.Unavailable(errors.New("the store is closed: the server is shutting down"))
 
-func openFile(dir string) (*file, error) {
+func openFile(dir string, commitTime prometheus.Observer) (*file, error) {
 	path := filepath.Join(dir, dbFileName)
 	// The timeout turns a second server on the same data dir into a clear
 	// error instead of a hang on the file lock.
@@ -156,10 +159,11 @@ func openFile(dir string) (*file, error) {
 		return nil, fmt.Errorf("initialise store %s: %w", path, err)
 	}
 	st := &file{
-		db:      db,
-		queue:   make(chan *commitReq, maxGroupCommit),
-		done:    make(chan struct{}),
-		stopped: make(chan struct{}),
+		db:         db,
+		commitTime: commitTime,
+		queue:      make(chan *commitReq, maxGroupCommit),
+		done:       make(chan struct{}),
+		stopped:    make(chan struct{}),
 	}
 	go st.loop()
 	return st, nil
@@ -255,7 +259,7 @@ func (st *file) drain() {
 }
 
 func (st *file) run(group []*commitReq) {
-	err := st.db.Update(func(tx *bolt.Tx) error {
+	err := st.update(func(tx *bolt.Tx) error {
 		for _, req := range group {
 			if err := req.fn(tx); err != nil {
 				return err
@@ -272,8 +276,16 @@ func (st *file) run(group []*commitReq) {
 	// One mutation failed and took the group with it: give each its own
 	// transaction so that only the failing one reports the error.
 	for _, req := range group {
-		req.err <- st.db.Update(req.fn)
+		req.err <- st.update(req.fn)
 	}
+}
+
+// update runs fn in a read-write transaction, timed.
+func (st *file) update(fn func(*bolt.Tx) error) error {
+	start := time.Now()
+	err := st.db.Update(fn)
+	st.commitTime.Observe(time.Since(start).Seconds())
+	return err
 }
 
 func (st *file) close() error {

@@ -94,6 +94,9 @@ type mutation struct {
 	// transaction) when it counts or appends events. An error is the
 	// answer, with no writes; no writes and no error: nothing to do.
 	decide func(r reads, m *meta) ([]clientv3.Op, error)
+	// event is the type of the events decide appends (to m), if any: they
+	// are counted once its transaction has committed.
+	event string
 
 	done chan error
 }
@@ -241,6 +244,7 @@ func (s *Store) commitGroup(tenant string, group []*mutation, r reads) (int, rea
 			useMeta bool
 			n       int
 			answers []error
+			events  []uint64 // how many events each decision appended
 			ops     []clientv3.Op
 			m       meta
 		)
@@ -270,6 +274,7 @@ func (s *Store) commitGroup(tenant string, group []*mutation, r reads) (int, rea
 			if len(wops)+2 > maxTxnKeys {
 				err, wops = fmt.Errorf("commit: one change of %d writes is more than etcd takes in a transaction", len(wops)), nil
 			}
+			events = append(events, trial.Seq-m.Seq)
 			m = trial
 			for _, k := range ks {
 				claimed[k] = true
@@ -310,7 +315,9 @@ func (s *Store) commitGroup(tenant string, group []*mutation, r reads) (int, rea
 			elses[i] = clientv3.OpGet(k)
 		}
 		tctx, cancel := s.call(ctx)
+		start := time.Now()
 		resp, err := s.cli.Txn(tctx).If(cmps...).Then(ops...).Else(elses...).Commit()
+		s.commitMutations.Observe(time.Since(start).Seconds())
 		cancel()
 		if err != nil {
 			err = s.fail("commit", err)
@@ -321,6 +328,9 @@ func (s *Store) commitGroup(tenant string, group []*mutation, r reads) (int, rea
 		}
 		if resp.Succeeded {
 			for i := range n {
+				if answers[i] == nil {
+					s.countCommitted(group[i], events[i])
+				}
 				group[i].done <- answers[i]
 			}
 			return n, nil
@@ -338,6 +348,19 @@ func (s *Store) commitGroup(tenant string, group []*mutation, r reads) (int, rea
 			// spread them out.
 			time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(2*time.Millisecond))))
 		}
+	}
+}
+
+// countCommitted counts the events (and so the expiries) of a committed
+// decision of mu.
+func (s *Store) countCommitted(mu *mutation, events uint64) {
+	if events == 0 || mu.event == "" {
+		return
+	}
+	s.metrics.Events.WithLabelValues(mu.event).Add(float64(events))
+	if mu.event == api.EventServicesTimeout {
+		// One services.timeout event per expired session.
+		s.metrics.SessionExpiries.Add(float64(events))
 	}
 }
 

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -97,6 +98,11 @@ type Store struct {
 	bootMu  sync.Mutex
 	bootErr error
 
+	metrics *store.Metrics
+	// commitMutations and commitHeartbeats observe the write
+	// transactions of mutations and of heartbeats.
+	commitMutations, commitHeartbeats prometheus.Observer
+
 	committers committers
 	beats      *beats
 	index      *index
@@ -134,6 +140,7 @@ func Open(cfg Config) (*Store, error) {
 	if callTimeout <= 0 {
 		callTimeout = DefaultCallTimeout
 	}
+	metrics := cfg.Store.Metrics.OrDiscard()
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Store{
 		log:         log.With(zap.String("store", ec.String())),
@@ -146,6 +153,9 @@ func Open(cfg Config) (*Store, error) {
 		ctx:         ctx,
 		cancel:      cancel,
 	}
+	s.metrics = metrics
+	s.commitMutations = metrics.CommitDuration.WithLabelValues(store.CommitMutations)
+	s.commitHeartbeats = metrics.CommitDuration.WithLabelValues(store.CommitHeartbeats)
 	s.committers.init(s)
 	s.index = newIndex(s)
 	s.beats = newBeats(s)

@@ -231,8 +231,9 @@ func (s *Store) expire(ctx context.Context, tenant, id string, rev int64) error 
 	done := false
 	chainKey := s.keys.beat(tenant, id)
 	err := s.committers.run(ctx, tenant, &mutation{
-		meta: true,
-		keys: s.sessionKeys(tenant, id),
+		meta:  true,
+		event: api.EventServicesTimeout,
+		keys:  s.sessionKeys(tenant, id),
 		decide: func(r reads, m *meta) ([]clientv3.Op, error) {
 			expired, done = nil, false
 			var d definition

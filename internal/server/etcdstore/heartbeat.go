@@ -219,7 +219,9 @@ func (b *beats) sendOnce(batch []*swapReq) []*swapReq {
 		gets[i] = clientv3.OpGet(r.key)
 	}
 	ctx, cancel := b.s.call(b.s.ctx)
+	start := time.Now()
 	resp, err := b.s.cli.Txn(ctx).If(cmps...).Then(puts...).Else(gets...).Commit()
+	b.s.commitHeartbeats.Observe(time.Since(start).Seconds())
 	cancel()
 	if err != nil {
 		err = b.s.fail("heartbeat", err)

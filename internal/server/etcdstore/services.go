@@ -20,8 +20,9 @@ import (
 func (s *Store) CreateService(ctx context.Context, tenant string, svc api.Service) error {
 	defKey, svcKey := s.keys.session(tenant, svc.SessionID), s.keys.service(tenant, svc.ID)
 	return s.mutate(ctx, tenant, &mutation{
-		meta: true,
-		keys: func(reads) []string { return []string{defKey, svcKey} },
+		meta:  true,
+		event: api.EventServiceJoin,
+		keys:  func(reads) []string { return []string{defKey, svcKey} },
 		decide: func(r reads, m *meta) ([]clientv3.Op, error) {
 			var d definition
 			if ok, err := r.decode(defKey, &d); !ok || err != nil {
@@ -193,8 +194,9 @@ func (s *Store) ConfigValues(ctx context.Context, tenant, prefix string) ([]api.
 func (s *Store) SetConfigValue(ctx context.Context, tenant, id, value string) error {
 	key := s.keys.config(tenant, id)
 	return s.mutate(ctx, tenant, &mutation{
-		meta: true,
-		keys: func(reads) []string { return []string{key} },
+		meta:  true,
+		event: api.EventConfigurationUpdate,
+		keys:  func(reads) []string { return []string{key} },
 		decide: func(r reads, m *meta) ([]clientv3.Op, error) {
 			change := api.ConfigurationChange{ConfigurationValueID: id, NewValue: &value}
 			if r.present(key) {
@@ -219,8 +221,9 @@ func (s *Store) SetConfigValue(ctx context.Context, tenant, id, value string) er
 func (s *Store) DeleteConfigValue(ctx context.Context, tenant, id string) error {
 	key := s.keys.config(tenant, id)
 	return s.mutate(ctx, tenant, &mutation{
-		meta: true,
-		keys: func(reads) []string { return []string{key} },
+		meta:  true,
+		event: api.EventConfigurationRemove,
+		keys:  func(reads) []string { return []string{key} },
 		decide: func(r reads, m *meta) ([]clientv3.Op, error) {
 			if !r.present(key) {
 				return nil, store.ErrNotFound

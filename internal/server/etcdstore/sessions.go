@@ -362,3 +362,35 @@ func emptyToNil(m map[string]string) map[string]string {
 	}
 	return maps.Clone(m)
 }
+
+// Counts implements store.Store: the registry's totals, summed from every
+// tenant's meta key (the counts its limits are enforced with), so every
+// frontend reports the same. It costs two reads of etcd: the tenants,
+// then their meta keys.
+func (s *Store) Counts(ctx context.Context) (store.Counts, error) {
+	if err := s.waitReady(ctx); err != nil {
+		return store.Counts{}, err
+	}
+	tenants, err := s.tenants()
+	if err != nil {
+		return store.Counts{}, err
+	}
+	metaKeys := make([]string, len(tenants))
+	for i, t := range tenants {
+		metaKeys[i] = s.keys.meta(t)
+	}
+	r := reads{}
+	if err := s.read(ctx, r, metaKeys); err != nil {
+		return store.Counts{}, err
+	}
+	var c store.Counts
+	for _, k := range metaKeys {
+		var m meta
+		if _, err := r.decode(k, &m); err != nil {
+			return store.Counts{}, err
+		}
+		c.Sessions += m.Sessions
+		c.Services += m.Services
+	}
+	return c, nil
+}

@@ -97,6 +97,11 @@ type Store interface {
 	// it is unknown or expired).
 	LookupToken(ctx context.Context, id string) (Token, error)
 
+	// Counts returns how many sessions and services are live, over every
+	// tenant: on etcd, the whole registry's (every frontend's), as etcd
+	// holds them now.
+	Counts(ctx context.Context) (Counts, error)
+
 	// Ready returns nil when the store answers requests now.
 	Ready(ctx context.Context) error
 	// Close stops the store's background work and releases it. Every
@@ -112,6 +117,8 @@ type Options struct {
 	Limits api.ResourceLimits
 	// TokenTTL is the lifetime of identity tokens; it must be positive.
 	TokenTTL time.Duration
+	// Metrics are the instruments the store reports to; nil discards.
+	Metrics *Metrics
 }
 
 // NewSession is a session to create.

@@ -27,7 +27,7 @@ func (s *Server) authenticate(c *call) {
 			`the body must be {"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"...","apiKey":"..."}}}`)
 		return
 	}
-	tenantID, ok := s.creds.check(cred.Username, cred.APIKey)
+	tenantID, ok := s.creds.Load().check(cred.Username, cred.APIKey)
 	if !ok {
 		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unable to authenticate user with credentials provided.",
 			"unknown username or wrong API key")

@@ -80,7 +80,7 @@ type Server struct {
 	limits    api.ResourceLimits
 	maxBody   int64
 	store     store.Store
-	creds     *credentials
+	creds     atomic.Pointer[credentials]
 	rates     *rates
 	txnPrefix string
 	txnSeq    atomic.Uint64
@@ -145,16 +145,34 @@ func New(cfg Config) (*Server, error) {
 	metrics.registerCounts(st, log, cfg.Etcd != nil)
 	var rnd [4]byte
 	_, _ = rand.Read(rnd[:])
-	return &Server{
+	srv := &Server{
 		metrics:   metrics,
 		log:       log,
 		limits:    opts.Limits,
 		maxBody:   maxBody,
 		store:     st,
-		creds:     creds,
 		rates:     newRates(),
 		txnPrefix: "sr-" + hex.EncodeToString(rnd[:]) + "-",
-	}, nil
+	}
+	srv.creds.Store(creds)
+	return srv, nil
+}
+
+// SetCredentials replaces the accounts that may authenticate (what SIGHUP
+// does after reading --credentials again). Requests in flight finish with
+// the accounts they started with; an error leaves the old ones in place.
+// Dev mode stays as the server was created.
+func (s *Server) SetCredentials(creds []Credential) error {
+	old := s.creds.Load()
+	if !old.dev && len(creds) == 0 {
+		return errors.New("set credentials: no accounts: nobody could authenticate")
+	}
+	cs, err := newCredentials(old.dev, creds)
+	if err != nil {
+		return fmt.Errorf("set credentials: %w", err)
+	}
+	s.creds.Store(cs)
+	return nil
 }
 
 // oldDevTenantMoves says which tenants of a data dir written before

@@ -1,7 +1,6 @@
 package boltstore
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"sync"
@@ -10,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // expirer holds one min-heap entry per live session, keyed by the deadline
@@ -23,28 +23,12 @@ import (
 // dropped when they surface.
 type expirer struct {
 	mu   sync.Mutex
-	h    expiryHeap
+	h    store.Deadlines[*session]
 	wake chan struct{}
 }
 
-type expiryEntry struct {
-	deadline int64
-	sess     *session
-}
-
-type expiryHeap []expiryEntry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = expiryEntry{}
-	*h = old[:len(old)-1]
-	return e
-}
+// expiryEntry is a session queued with the deadline it had then.
+type expiryEntry = store.Due[*session]
 
 func newExpirer() *expirer {
 	return &expirer{wake: make(chan struct{}, 1)}
@@ -55,8 +39,7 @@ func newExpirer() *expirer {
 func (e *expirer) push(sess *session) {
 	sess.queued = sess.deadline
 	e.mu.Lock()
-	heap.Push(&e.h, expiryEntry{deadline: sess.deadline, sess: sess})
-	first := e.h[0].sess == sess && e.h[0].deadline == sess.deadline
+	first := e.h.Push(sess.deadline, sess)
 	e.mu.Unlock()
 	if first {
 		select {
@@ -70,10 +53,7 @@ func (e *expirer) push(sess *session) {
 func (e *expirer) popDue(now int64, buf []expiryEntry) []expiryEntry {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	for len(e.h) > 0 && e.h[0].deadline <= now {
-		buf = append(buf, heap.Pop(&e.h).(expiryEntry))
-	}
-	return buf
+	return e.h.PopDue(now, buf)
 }
 
 // next returns how long until the first entry is due, or a long wait when
@@ -81,10 +61,11 @@ func (e *expirer) popDue(now int64, buf []expiryEntry) []expiryEntry {
 func (e *expirer) next(now int64) time.Duration {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if len(e.h) == 0 {
+	first, ok := e.h.Next()
+	if !ok {
 		return time.Hour
 	}
-	return time.Duration(e.h[0].deadline - now)
+	return time.Duration(first - now)
 }
 
 // runExpiry expires sessions on time until stop is closed.
@@ -124,7 +105,7 @@ func (s *Store) runExpiry(stop <-chan struct{}) {
 func (s *Store) expireDue(due []expiryEntry, now int64) {
 	byTenant := map[*tenant][]expiryEntry{}
 	for _, e := range due {
-		byTenant[e.sess.t] = append(byTenant[e.sess.t], e)
+		byTenant[e.Value.t] = append(byTenant[e.Value.t], e)
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
@@ -149,9 +130,9 @@ func (s *Store) expireTenant(t *tenant, entries []expiryEntry, now int64) {
 	t.wmu.Lock()
 	t.mu.Lock()
 	for _, e := range entries {
-		sess := e.sess
+		sess := e.Value
 		switch {
-		case sess.gone, e.deadline != sess.queued:
+		case sess.gone, e.Deadline != sess.queued:
 			// Deleted meanwhile, or a stale entry superseded by a newer one.
 		case sess.deadline > now:
 			s.exp.push(sess) // heartbeated since: wait for the new deadline

@@ -1,7 +1,6 @@
 package etcdstore
 
 import (
-	"container/heap"
 	"context"
 	"errors"
 	"strings"
@@ -13,6 +12,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // Expiry. Every frontend watches every chain key (R/beats/), so its index
@@ -46,7 +46,7 @@ type index struct {
 
 	mu   sync.Mutex
 	m    map[string]*tracked // by chain key
-	h    expiryHeap
+	h    store.Deadlines[*tracked]
 	wake chan struct{}
 }
 
@@ -58,25 +58,6 @@ type tracked struct {
 	deadline int64 // monotonic ns when it expires unless rev moves
 	queued   int64 // the deadline of its current heap entry
 	expiring bool  // an expiry transaction is in flight
-}
-
-type expiryEntry struct {
-	deadline int64
-	t        *tracked
-}
-
-type expiryHeap []expiryEntry
-
-func (h expiryHeap) Len() int           { return len(h) }
-func (h expiryHeap) Less(i, j int) bool { return h[i].deadline < h[j].deadline }
-func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryEntry)) }
-func (h *expiryHeap) Pop() any {
-	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = expiryEntry{}
-	*h = old[:len(old)-1]
-	return e
 }
 
 func newIndex(s *Store) *index {
@@ -121,8 +102,7 @@ func (ix *index) observeLocked(key string, rev int64, c chainValue, deadline int
 // push queues t for its deadline. ix.mu must be held.
 func (ix *index) push(t *tracked) {
 	t.queued = t.deadline
-	heap.Push(&ix.h, expiryEntry{deadline: t.deadline, t: t})
-	if ix.h[0].t == t {
+	if ix.h.Push(t.deadline, t) {
 		select {
 		case ix.wake <- struct{}{}:
 		default:
@@ -143,15 +123,16 @@ func (ix *index) remove(key string) {
 func (ix *index) run() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	var popped []store.Due[*tracked]
 	for {
 		now := ix.mono(time.Now())
 		var due []*tracked
 		ix.mu.Lock()
-		for len(ix.h) > 0 && ix.h[0].deadline <= now {
-			e := heap.Pop(&ix.h).(expiryEntry)
-			t := e.t
+		popped = ix.h.PopDue(now, popped[:0])
+		for _, e := range popped {
+			t := e.Value
 			switch {
-			case ix.m[t.key] != t, e.deadline != t.queued:
+			case ix.m[t.key] != t, e.Deadline != t.queued:
 				// Removed, or a stale entry superseded by a newer one.
 			case t.deadline > now:
 				ix.push(t) // heartbeated since: wait for the new deadline
@@ -166,9 +147,10 @@ func (ix *index) run() {
 				due = append(due, t)
 			}
 		}
+		clear(popped)
 		wait := time.Hour
-		if len(ix.h) > 0 {
-			wait = time.Duration(ix.h[0].deadline - now)
+		if first, ok := ix.h.Next(); ok {
+			wait = time.Duration(first - now)
 		}
 		ix.mu.Unlock()
 		for _, t := range due {

@@ -210,8 +210,11 @@ type credentials struct {
 	// dummy is a hash that unknown usernames are verified against when
 	// some accounts are hashed, so that a wrong username costs what a
 	// wrong key does and the time of a 401 does not tell which usernames
-	// exist.
-	dummy []byte
+	// exist. It is made on first use (at the highest cost of the
+	// accounts), not to slow every load.
+	dummyCost int
+	dummyOnce sync.Once
+	dummy     []byte
 
 	// macKey keys the cache of verified keys: the cache holds no key nor
 	// any plain hash of one that could be looked up offline, and a new
@@ -277,15 +280,7 @@ func newCredentials(dev bool, creds []Credential, log *zap.Logger) (*credentials
 		}
 		cs.accounts[c.Username] = a
 	}
-	if dummyCost > 0 {
-		// A random key nobody knows, at the highest cost of the file.
-		var k [16]byte
-		_, _ = rand.Read(k[:])
-		var err error
-		if cs.dummy, err = bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(k[:])), dummyCost); err != nil {
-			return nil, fmt.Errorf("credentials: make the hash for unknown usernames: %w", err)
-		}
-	}
+	cs.dummyCost = dummyCost
 	if len(clear) > 0 && log != nil {
 		sort.Strings(clear)
 		const shown = 20
@@ -368,8 +363,8 @@ func (cs *credentials) check(ctx context.Context, g *authGuard, src, username, a
 	var err error
 	switch {
 	case !known:
-		if cs.dummy != nil {
-			_, err = g.verify(ctx, cs.dummy, apiKey)
+		if dummy := cs.dummyHash(); dummy != nil {
+			_, err = g.verify(ctx, dummy, apiKey)
 		}
 	case !a.hashed:
 		ok = subtle.ConstantTimeCompare(a.key, []byte(apiKey)) == 1
@@ -384,6 +379,21 @@ func (cs *credentials) check(ctx context.Context, g *authGuard, src, username, a
 		return "", errWrongCredentials
 	}
 	return a.tenant, nil
+}
+
+// dummyHash is the hash of a random key that nobody knows, or nil when
+// no account is hashed.
+func (cs *credentials) dummyHash() []byte {
+	if cs.dummyCost == 0 {
+		return nil
+	}
+	cs.dummyOnce.Do(func() {
+		var k [16]byte
+		_, _ = rand.Read(k[:])
+		// Cannot fail: the key is short, the cost in range.
+		cs.dummy, _ = bcrypt.GenerateFromPassword([]byte(hex.EncodeToString(k[:])), cs.dummyCost)
+	})
+	return cs.dummy
 }
 
 // verifyHashed verifies apiKey against a's hash, or waits for the same

@@ -122,6 +122,11 @@ func newAuthGuard(l AuthLimits) (*authGuard, error) {
 // verify compares key with hash on a verifier. It answers a *busyError
 // when none is free within verifyWait.
 func (g *authGuard) verify(ctx context.Context, hash []byte, key string) (bool, error) {
+	if len(key) > maxKeyLen {
+		// No hash in the credentials is of such a key (hash-key refuses
+		// them), and Go's bcrypt refuses them too: no need to wait.
+		return false, nil
+	}
 	select {
 	case g.sem <- struct{}{}:
 	default:
@@ -136,11 +141,6 @@ func (g *authGuard) verify(ctx context.Context, hash []byte, key string) (bool, 
 		}
 	}
 	defer func() { <-g.sem }()
-	if len(key) > maxKeyLen {
-		// No hash in the credentials is of such a key (hash-key refuses
-		// them), and Go's bcrypt refuses them too.
-		return false, nil
-	}
 	g.verifications.Add(1)
 	return bcrypt.CompareHashAndPassword(hash, []byte(key)) == nil, nil
 }

@@ -151,6 +151,30 @@ func TestParseCredentialsHashes(t *testing.T) {
 	}
 }
 
+// Accounts given in code are checked as a file's are: a malformed hash
+// is refused by New and SetCredentials, by username, without the hash.
+func TestMalformedHashRefused(t *testing.T) {
+	bad := hashOf(t, "k", bcrypt.MinCost)[:59]
+	_, err := server.New(server.Config{DataDir: t.TempDir(), Credentials: []server.Credential{{Username: "alice", APIKey: bad, Tenant: "t"}}})
+	if err == nil || !strings.Contains(err.Error(), `"alice"`) || strings.Contains(err.Error(), bad[7:]) {
+		t.Fatalf("New with a truncated hash: %v", err)
+	}
+	srv, err := server.New(server.Config{DataDir: t.TempDir(), Credentials: []server.Credential{{Username: "bob", APIKey: "k", Tenant: "t"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	if err := srv.SetCredentials([]server.Credential{{Username: "alice", APIKey: bad, Tenant: "t"}}); err == nil || strings.Contains(err.Error(), bad[7:]) {
+		t.Fatalf("SetCredentials with a truncated hash: %v", err)
+	}
+	h := srv.Handler()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/v2.0/tokens", strings.NewReader(`{"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"bob","apiKey":"k"}}}`)))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the old accounts after a refused reload: %d %s", rec.Code, rec.Body)
+	}
+}
+
 // A reload (SetCredentials) that removes an account, or moves it to
 // another tenant, ends the tokens it was issued before; the others keep
 // working, and so do dev mode's users.

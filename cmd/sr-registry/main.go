@@ -34,12 +34,15 @@ type flags struct {
 	DataDir     string           `placeholder:"DIR" help:"Directory of the durable state (bbolt); created if missing. Default: $XDG_DATA_HOME/sr-registry or ~/.local/share/sr-registry."`
 	Store       string           `placeholder:"URL" help:"Keep the state in etcd instead of --data-dir, shared by every sr-registry given the same URL: etcd://host:2379[,host:2379...][/prefix] (etcds:// for TLS; default prefix /sr)."`
 	Dev         bool             `help:"Development mode: accept any username and API key; each username is its own tenant."`
-	Credentials string           `placeholder:"FILE" help:"Accounts that may authenticate: lines of 'username api-key tenant'."`
+	Credentials string           `placeholder:"FILE" help:"Accounts that may authenticate: lines of 'username api-key tenant', the api-key in clear or as its bcrypt hash (make one with: sr-registry hash-key < key-file)."`
 	LogFormat   string           `default:"auto" enum:"auto,json,console" help:"Log format: auto (console on a terminal, else JSON), json or console."`
 	LogLevel    string           `default:"info" enum:"debug,info,warn,error" help:"Log level: debug, info, warn or error."`
 	Version     kong.VersionFlag `help:"Print the version and exit."`
 
 	MetricsListen string `placeholder:"ADDR" help:"Serve GET /metrics (with /healthz and /readyz) on this address, and then not on --listen. Default: /metrics on --listen."`
+
+	AuthRateLimit     string `default:"100/1m" placeholder:"N/DURATION" help:"Failed logins allowed per source address (IPv4 address, IPv6 /64): N at once, refilled at N per DURATION; past it, 429 until it refills. Successful logins cost nothing. 'off' disables it (behind a load balancer, where every client has its address). Default: 100/1m."`
+	AuthVerifications int    `placeholder:"N" help:"bcrypt verifications run at once; beyond, a login waits briefly, then gets 429. Default: half the CPUs (at least 1)."`
 
 	cli.EtcdConnection `embed:""`
 }
@@ -49,6 +52,12 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	// A subcommand is dispatched before kong parses: the server is
+	// flags only, and a kong command tree would make it a default command
+	// and change its --help and its parsing.
+	if len(args) > 0 && args[0] == "hash-key" {
+		return server.HashKey(args[1:], os.Stdin, stdout, stderr)
+	}
 	var f flags
 	_, err := cli.Parse(&f, "sr-registry", "A local, durable Service Registry API v1.0 server with its identity endpoint.",
 		nil, args, buildinfo.Get(), stdout, stderr)
@@ -73,6 +82,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 	defer func() { _ = log.Sync() }()
 
 	cfg := server.Config{Dev: f.Dev, DataDir: f.DataDir, Logger: log, SeparateMetrics: f.MetricsListen != ""}
+	cfg.Auth.Verifications = f.AuthVerifications
+	if cfg.Auth.Failures, cfg.Auth.FailureWindow, err = server.ParseAuthRateLimit(f.AuthRateLimit); err != nil {
+		fmt.Fprintf(stderr, "sr-registry: --auth-rate-limit: %v\n", err)
+		return cli.ExitUsage
+	}
+	if f.AuthVerifications < 0 {
+		fmt.Fprintln(stderr, "sr-registry: --auth-verifications must be 0 (half the CPUs) or more")
+		return cli.ExitUsage
+	}
 	if f.Credentials != "" {
 		if cfg.Credentials, err = server.LoadCredentials(f.Credentials); err != nil {
 			fmt.Fprintf(stderr, "sr-registry: --credentials: %v\n", err)

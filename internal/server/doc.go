@@ -59,6 +59,21 @@
 // rest: clients that send the whole body before reading, such as Python's,
 // see the 413 rather than a reset.
 //
+// # Authentication
+//
+// POST /v2.0/tokens checks a username and API key against the accounts
+// (LoadCredentials; in dev mode any other username is its own tenant) and
+// issues a token; every other call is checked against the token, a map
+// lookup, and against the current accounts (a reload that removed the
+// account or moved it to another tenant ends its tokens). A key kept as a
+// bcrypt hash costs tens of milliseconds to verify, so (auth.go): a
+// successful verification is cached for the accounts' generation
+// (SetCredentials starts a new one), logins with the same key wait for the
+// one verification under way, at most AuthLimits.Verifications run at once
+// (beyond, after a short wait, 429 rateLimitReached with Retry-After), and
+// each source address may fail only so many logins (AuthLimits.Failures).
+// Keys, hashes and tokens are never logged nor written in a fault.
+//
 // # Metrics and probes
 //
 // GET /metrics is the Prometheus text format from a registry of the

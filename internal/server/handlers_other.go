@@ -1,8 +1,12 @@
 package server
 
 import (
+	"errors"
 	"net/http"
+	"strconv"
 	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
@@ -27,8 +31,21 @@ func (s *Server) authenticate(c *call) {
 			`the body must be {"auth":{"RAX-KSKEY:apiKeyCredentials":{"username":"...","apiKey":"..."}}}`)
 		return
 	}
-	tenantID, ok := s.creds.Load().check(cred.Username, cred.APIKey)
-	if !ok {
+	src := sourceKey(c.r.RemoteAddr)
+	tenantID, err := s.creds.Load().check(c.r.Context(), s.auth, src, cred.Username, cred.APIKey)
+	var busy *busyError
+	switch {
+	case errors.As(err, &busy):
+		// The name and the source, never the key.
+		s.log.Debug("login refused for now", zap.String("username", truncate(cred.Username)),
+			zap.String("source", src), zap.String("reason", busy.reason), zap.String("txn", c.txn))
+		c.w.Header().Set("Retry-After", strconv.Itoa(int(max(1, busy.retryAfter.Round(time.Second)/time.Second))))
+		c.fault(http.StatusTooManyRequests, api.FaultRateLimitReached, "Too many login attempts",
+			busy.reason+"; retry after the Retry-After header's seconds")
+		return
+	case err != nil:
+		s.log.Debug("login failed", zap.String("username", truncate(cred.Username)),
+			zap.String("source", src), zap.String("txn", c.txn))
 		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unable to authenticate user with credentials provided.",
 			"unknown username or wrong API key")
 		return

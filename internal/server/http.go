@@ -143,6 +143,12 @@ func (s *Server) serveTenant(c *call, rest string) {
 		c.storeFault(err, "check the X-Auth-Token", "", "")
 		return
 	}
+	if !s.creds.Load().current(tok.User, tok.Tenant) {
+		// Its account was removed, or moved to another tenant, by a
+		// reload of the credentials since the token was issued.
+		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token's account no longer has this tenant; authenticate again")
+		return
+	}
 	if tok.Tenant != tenantID {
 		c.fault(http.StatusForbidden, api.FaultForbidden, "Forbidden",
 			fmt.Sprintf("the token is for tenant %q and cannot access tenant %q", tok.Tenant, truncate(tenantID)))

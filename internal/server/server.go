@@ -70,6 +70,8 @@ type Config struct {
 	// SeparateMetrics serves GET /metrics only on a listener of its own
 	// (ServeMetrics), not with the API (Handler, Serve).
 	SeparateMetrics bool
+	// Auth bounds the cost of logins (see AuthLimits).
+	Auth AuthLimits
 }
 
 // Server is the registry's HTTP side: routing, validation, faults and
@@ -81,6 +83,7 @@ type Server struct {
 	maxBody   int64
 	store     store.Store
 	creds     atomic.Pointer[credentials]
+	auth      *authGuard
 	rates     *rates
 	txnPrefix string
 	txnSeq    atomic.Uint64
@@ -123,7 +126,11 @@ func New(cfg Config) (*Server, error) {
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
 	}
-	creds, err := newCredentials(cfg.Dev, cfg.Credentials)
+	creds, err := newCredentials(cfg.Dev, cfg.Credentials, log)
+	if err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
+	auth, err := newAuthGuard(cfg.Auth)
 	if err != nil {
 		return nil, fmt.Errorf("new server: %w", err)
 	}
@@ -152,6 +159,7 @@ func New(cfg Config) (*Server, error) {
 		maxBody:   maxBody,
 		store:     st,
 		rates:     newRates(),
+		auth:      auth,
 		txnPrefix: "sr-" + hex.EncodeToString(rnd[:]) + "-",
 	}
 	srv.creds.Store(creds)
@@ -167,7 +175,7 @@ func (s *Server) SetCredentials(creds []Credential) error {
 	if !old.dev && len(creds) == 0 {
 		return errors.New("set credentials: no accounts: nobody could authenticate")
 	}
-	cs, err := newCredentials(old.dev, creds)
+	cs, err := newCredentials(old.dev, creds, s.log)
 	if err != nil {
 		return fmt.Errorf("set credentials: %w", err)
 	}

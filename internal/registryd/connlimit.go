@@ -90,12 +90,14 @@ func (cl *connLimit) evictIdle() bool {
 
 func (cl *connLimit) refuse(c net.Conn) {
 	cl.refused++
-	go func() { _ = c.Close() }()
 	if now := time.Now(); now.Sub(cl.lastWarn) >= refusalLogEvery {
 		cl.lastWarn = now
 		cl.log.Warn("connection limit reached and no connection idle: refusing new connections (raise --max-connections, or add frontends)",
 			zap.Int("max_connections", cl.max), zap.Int("refused_so_far", cl.refused))
 	}
+	// At once, before net/http reads from it: a connection that has not
+	// completed a TLS handshake closes without writing anything.
+	_ = c.Close()
 }
 
 // counts reports the connections counted, the idle ones among them, and

@@ -71,10 +71,11 @@ type Config struct {
 // Daemon is a configured sr-registry: New checks the configuration (a
 // failure is the operator's to fix), Run serves.
 type Daemon struct {
-	cfg  Config
-	log  *zap.Logger
-	cert *certificate // nil without TLS
-	max  int
+	cfg     Config
+	log     *zap.Logger
+	cert    *certificate // nil without TLS
+	limiter *connLimit
+	max     int
 }
 
 // UsageError is an error of the configuration, which cmd/sr-registry
@@ -109,7 +110,7 @@ func New(cfg Config) (*Daemon, error) {
 	}
 	switch {
 	case d.max < 0:
-		return nil, &UsageError{fmt.Errorf("--max-connections %d: must be positive", d.max)}
+		return nil, &UsageError{fmt.Errorf("--max-connections %d: must be positive (it caps concurrent connections)", d.max)}
 	case d.max == 0:
 		d.max = DefaultMaxConnections
 	}
@@ -149,7 +150,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("--max-connections lowered to what the open-file limit allows",
 			zap.Int("asked", d.max), zap.Int("max_connections", max), zap.Uint64("rlimit_nofile", limit))
 	}
-	limiter := newConnLimit(max, d.log.Named("conns"))
+	d.limiter = newConnLimit(max, d.log.Named("conns"))
 
 	srv, err := server.New(d.cfg.Server)
 	if err != nil {
@@ -207,7 +208,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 
 	lim := d.cfg.HTTP
-	lim.ConnState = limiter.track
+	lim.ConnState = d.limiter.track
 	done := make(chan error, 1)
 	go func() { done <- srv.ServeListeners(ctx, l, ml, lim) }()
 	for {

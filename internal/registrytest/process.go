@@ -384,3 +384,16 @@ func (p *Process) Restart() {
 	}
 	p.start(p.Addr)
 }
+
+// Signal sends sig to the running process (SIGHUP: reload its
+// certificate and credentials).
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	c := p.current()
+	if c == nil {
+		p.t.Fatal("registrytest: signal: not started")
+	}
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("registrytest: send %s to %d: %v", sig, c.PID, err)
+	}
+}

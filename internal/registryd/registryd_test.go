@@ -555,3 +555,32 @@ func TestOversizedBodyOverTLS(t *testing.T) {
 		})
 	}
 }
+
+// TestMetricsListenerServesTLSToo: with --tls-cert the metrics listener
+// is HTTPS as well; plain HTTP gets no metrics there.
+func TestMetricsListenerServesTLSToo(t *testing.T) {
+	t.Parallel()
+	ca := tlstest.NewCA(t)
+	certFile, keyFile := certFiles(t, t.TempDir(), ca.Issue(t, tlstest.Server("127.0.0.1")))
+	r := start(t, Config{TLSCert: certFile, TLSKey: keyFile, MetricsListen: "127.0.0.1:0", Server: server.Config{SeparateMetrics: true}})
+	l := r.logged("serving metrics")
+	if len(l) != 1 {
+		t.Fatalf("serving metrics lines %v, want one", l)
+	}
+	url, _ := l[0].ContextMap()["url"].(string)
+	if !strings.HasPrefix(url, "https://") {
+		t.Fatalf("metrics url %q, want https://", url)
+	}
+	resp, err := httpsClient(ca.Pool()).Get(url)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %v, %v", url, resp, err)
+	}
+	resp.Body.Close()
+	plain := "http://" + strings.TrimPrefix(url, "https://")
+	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get(plain); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Fatalf("GET %s over plain HTTP: %s; want no metrics", plain, resp.Status)
+		}
+	}
+}

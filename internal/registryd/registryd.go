@@ -10,6 +10,10 @@
 // dribbles its header or body is cut off, while a keep-alive connection
 // between two heartbeats lives on IdleTimeout.
 //
+// --max-connections caps the API listener's connections: at the cap a new
+// connection replaces the longest-idle keep-alive one, or, when none is
+// idle, is closed at once (connLimit).
+//
 // TLS serves HTTP/1.1 only (ALPN "http/1.1"): the registry's calls are
 // small and its clients keep one connection each, and HTTP/1.1 keeps the
 // same timeouts, connection cap and lingering 413 as plain HTTP.
@@ -120,6 +124,9 @@ func New(cfg Config) (*Daemon, error) {
 // Run serves until ctx is done, then shuts down gracefully (in-flight
 // requests finish, up to 10 s). It returns nil after a clean shutdown.
 func (d *Daemon) Run(ctx context.Context) error {
+	// The SIGHUP goroutine ends with Run, whatever ends it.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	reload := d.cfg.Reload
 	if reload == nil {
 		// Before anything listens: a SIGHUP sent once the process says it

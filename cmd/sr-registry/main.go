@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -20,6 +19,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
+	"github.com/sr-wrapper/sr-wrapper/internal/registryd"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
 )
 
@@ -43,6 +43,10 @@ type flags struct {
 
 	AuthRateLimit     string `default:"100/1m" placeholder:"N/DURATION" help:"Failed logins allowed per source address (IPv4 address, IPv6 /64): N at once, refilled at N per DURATION; past it, 429 until it refills. Successful logins cost nothing. 'off' disables it (behind a load balancer, where every client has its address). Default: 100/1m."`
 	AuthVerifications int    `placeholder:"N" help:"bcrypt verifications run at once; beyond, a login waits briefly, then gets 429. Default: half the CPUs (at least 1)."`
+
+	TLSCert        string `name:"tls-cert" placeholder:"FILE" type:"path" help:"Serve HTTPS (TLS 1.2+) on every listener with this PEM certificate (and chain); needs --tls-key. SIGHUP reloads it."`
+	TLSKey         string `name:"tls-key" placeholder:"FILE" type:"path" help:"PEM private key of --tls-cert."`
+	MaxConnections int    `default:"10000" help:"Cap on concurrent connections to --listen; when full, the longest-idle keep-alive connection is closed to make room, else new ones are refused."`
 
 	cli.EtcdConnection `embed:""`
 }
@@ -120,48 +124,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 
+	d, err := registryd.New(registryd.Config{Listen: f.Listen, MetricsListen: f.MetricsListen, TLSCert: f.TLSCert, TLSKey: f.TLSKey,
+		CredentialsFile: f.Credentials, MaxConnections: f.MaxConnections, Server: cfg, Logger: log})
+	if err != nil {
+		fmt.Fprintf(stderr, "sr-registry: %v\n", err)
+		return cli.ExitUsage
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	if err := serve(ctx, f.Listen, f.MetricsListen, cfg, log); err != nil {
+	if err := d.Run(ctx); err != nil {
 		log.Error("sr-registry failed", zap.Error(err))
 		return exitError
 	}
 	log.Info("stopped")
 	return exitOK
-}
-
-func serve(ctx context.Context, addr, metricsAddr string, cfg server.Config, log *zap.Logger) error {
-	srv, err := server.New(cfg)
-	if err != nil {
-		return err
-	}
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return errors.Join(fmt.Errorf("listen on %s: %w", addr, err), srv.Close())
-	}
-	var ml net.Listener
-	if metricsAddr != "" {
-		if ml, err = net.Listen("tcp", metricsAddr); err != nil {
-			return errors.Join(fmt.Errorf("--metrics-listen: listen on %s: %w", metricsAddr, err), l.Close(), srv.Close())
-		}
-		log.Info("serving metrics", zap.String("addr", ml.Addr().String()), zap.String("url", "http://"+ml.Addr().String()+"/metrics"))
-	}
-	actual := l.Addr().String()
-	where := zap.String("data_dir", cfg.DataDir)
-	if cfg.Etcd != nil {
-		where = zap.Stringer("store", cfg.Etcd)
-	}
-	log.Info("listening",
-		zap.String("addr", actual),
-		zap.String("url", "http://"+actual+"/v1.0"),
-		zap.String("auth_url", "http://"+actual+"/v2.0"),
-		where,
-		zap.Bool("dev", cfg.Dev),
-		zap.Int("accounts", len(cfg.Credentials)))
-	if ml != nil {
-		return srv.ServeWithMetrics(ctx, l, ml)
-	}
-	return srv.Serve(ctx, l)
 }
 
 // cmpErr returns err, or def when err is nil.

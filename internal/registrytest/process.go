@@ -57,7 +57,7 @@ func Build(ctx context.Context, dir string, flags []string, pkgs ...string) erro
 // Child is one run of the sr-registry binary, as Launch started it.
 type Child struct {
 	// Addr is where it listens, 127.0.0.1:PORT; URL and AuthURL are as
-	// for Registry.
+	// for Registry (https:// with --tls-cert).
 	Addr, URL, AuthURL string
 	// PID is its process id.
 	PID int
@@ -103,7 +103,7 @@ func Launch(ctx context.Context, bin string, log io.Writer, args ...string) (*Ch
 		return nil, fmt.Errorf("launch %s: %w", bin, err)
 	}
 	c := &Child{PID: cmd.Process.Pid, cmd: cmd, exited: make(chan struct{})}
-	addrc := make(chan string, 1)
+	addrc := make(chan listening, 1)
 	go func() {
 		readLog(out, log, addrc)
 		// Wait only after EOF (the pipe must be drained first); it closes
@@ -116,10 +116,14 @@ func Launch(ctx context.Context, bin string, log io.Writer, args ...string) (*Ch
 	timer := time.NewTimer(startTimeout)
 	defer timer.Stop()
 	select {
-	case addr := <-addrc:
-		c.Addr = addr
-		c.URL = "http://" + addr + "/v1.0"
-		c.AuthURL = "http://" + addr
+	case ls := <-addrc:
+		c.Addr = ls.Addr
+		c.URL = "http://" + ls.Addr + "/v1.0"
+		c.AuthURL = "http://" + ls.Addr
+		if ls.URL != "" && ls.AuthURL != "" {
+			// With --tls-cert: https.
+			c.URL, c.AuthURL = ls.URL, strings.TrimSuffix(ls.AuthURL, "/v2.0")
+		}
 		if !hasFlag(args, "--store") {
 			return c, nil
 		}
@@ -163,10 +167,18 @@ func waitHTTPReady(ctx context.Context, c *Child, timeout <-chan time.Time) erro
 	}
 }
 
+// listening is what the "listening" log line says.
+type listening struct {
+	Msg     string `json:"msg"`
+	Addr    string `json:"addr"`
+	URL     string `json:"url"`
+	AuthURL string `json:"auth_url"`
+}
+
 // readLog copies every line of the child's output to log and reports the
-// address of its "listening" line. It reads until the child closes its
+// addresses of its "listening" line. It reads until the child closes its
 // output, so the child never blocks on a full pipe.
-func readLog(r io.Reader, log io.Writer, addrc chan<- string) {
+func readLog(r io.Reader, log io.Writer, addrc chan<- listening) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	sent := false
@@ -178,12 +190,9 @@ func readLog(r io.Reader, log io.Writer, addrc chan<- string) {
 		if sent {
 			continue
 		}
-		var entry struct {
-			Msg  string `json:"msg"`
-			Addr string `json:"addr"`
-		}
+		var entry listening
 		if json.Unmarshal(line, &entry) == nil && entry.Msg == "listening" && entry.Addr != "" {
-			addrc <- entry.Addr
+			addrc <- entry
 			sent = true
 		}
 	}
@@ -374,4 +383,17 @@ func (p *Process) Restart() {
 		}
 	}
 	p.start(p.Addr)
+}
+
+// Signal sends sig to the running process (SIGHUP: reload its
+// certificate and credentials).
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	c := p.current()
+	if c == nil {
+		p.t.Fatal("registrytest: signal: not started")
+	}
+	if err := c.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatalf("registrytest: send %s to %d: %v", sig, c.PID, err)
+	}
 }

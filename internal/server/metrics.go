@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"maps"
 	"net"
 	"net/http"
@@ -298,32 +296,7 @@ func (s *Server) MetricsHandler() http.Handler {
 // Serve it does not close the Server. With Config.SeparateMetrics, this is
 // the only place /metrics is served.
 func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.MetricsHandler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          zap.NewStdLog(s.log.Named("metrics-http").WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
-		BaseContext:       func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve metrics on %s: %w", l.Addr(), err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	err := hs.Shutdown(sctx)
-	if err != nil {
-		_ = hs.Close()
-		err = fmt.Errorf("shut down metrics server on %s: %w", l.Addr(), err)
-	}
-	if serveErr := <-errc; !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
-	}
-	return err
+	return s.serveMetricsOn(ctx, l, HTTPLimits{}.withDefaults())
 }
 
 // ServeWithMetrics serves the API on l (Serve) and the metrics on ml
@@ -331,15 +304,5 @@ func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 // both: a server asked for its metrics elsewhere does not go on without
 // them. The Server is closed at the end, as by Serve.
 func (s *Server) ServeWithMetrics(ctx context.Context, l, ml net.Listener) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	metricsDone := make(chan error, 1)
-	go func() {
-		err := s.ServeMetrics(ctx, ml)
-		cancel()
-		metricsDone <- err
-	}()
-	err := s.Serve(ctx, l)
-	cancel()
-	return errors.Join(err, <-metricsDone)
+	return s.ServeListeners(ctx, l, ml, HTTPLimits{})
 }

@@ -211,43 +211,10 @@ func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
 
 // Serve serves HTTP on l until ctx is done, then shuts down gracefully: it
 // stops accepting, lets in-flight requests finish (up to 10 s), and closes
-// the server (Close). It returns nil after a clean shutdown.
+// the server (Close). It returns nil after a clean shutdown. The timeouts
+// are HTTPLimits' defaults (ServeListeners chooses others).
 func (s *Server) Serve(ctx context.Context, l net.Listener) error {
-	hs := &http.Server{
-		Handler:           s.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		// Longer than any client's heartbeat interval (at most 0.8 × 30 s),
-		// so heartbeats keep reusing their connection.
-		IdleTimeout:    2 * time.Minute,
-		MaxHeaderBytes: 64 << 10,
-		ErrorLog:       zap.NewStdLog(s.log.Named("http").WithOptions(zap.IncreaseLevel(zap.WarnLevel))),
-		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
-	}
-	fresh := &freshConns{m: map[net.Conn]struct{}{}}
-	hs.ConnState = fresh.track
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
-	select {
-	case err := <-errc:
-		closeErr := s.Close()
-		return errors.Join(fmt.Errorf("serve on %s: %w", l.Addr(), err), closeErr)
-	case <-ctx.Done():
-	}
-	s.log.Info("shutting down", zap.String("addr", l.Addr().String()))
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
-	defer cancel()
-	// Shutdown waits up to 5 s for connections that have not sent a
-	// request yet (a client's spare connection): give them a moment to
-	// send one, then close them.
-	closeFresh := time.AfterFunc(freshConnGrace, fresh.closeAll)
-	defer closeFresh.Stop()
-	shutErr := hs.Shutdown(sctx)
-	if shutErr != nil {
-		shutErr = fmt.Errorf("shut down HTTP server on %s: %w", l.Addr(), shutErr)
-		_ = hs.Close()
-	}
-	<-errc
-	return errors.Join(shutErr, s.Close())
+	return s.ServeListeners(ctx, l, nil, HTTPLimits{})
 }
 
 // freshConnGrace is how long a connection that has sent nothing may still

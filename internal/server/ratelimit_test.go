@@ -67,7 +67,7 @@ func testRateLimitSparesHeartbeats(t *testing.T, st storeKind) {
 	}
 	sid, tok := c.createSession(3, nil)                               // 2
 	c.createService("web", sid, nil, nil).want(t, http.StatusCreated) // 3
-	c.createService("dbs", sid, nil, nil).want(t, http.StatusCreated)  // 4
+	c.createService("dbs", sid, nil, nil).want(t, http.StatusCreated) // 4
 	keep, keepTok := c.createSession(3, nil)                          // 5
 	r := c.heartbeat(sid, tok).want(t, http.StatusOK)                 // not counted
 	tok = decodeToken(t, r)

@@ -6,8 +6,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/synctest"
 	"time"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 func TestParse(t *testing.T) {
@@ -174,7 +175,7 @@ func takeUntilRefused(c *Counter, tenant string, max int) int {
 }
 
 func TestCounterOneProcessIsExactAndRollsOver(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testsupport.Synctest(t, func(t *testing.T) {
 		l := Limit{Requests: 5, Window: time.Minute}
 		// Start just after a window began, as synctest's clock does not.
 		time.Sleep(time.Until(WindowStart(time.Now(), l.Window).Add(l.Window)))
@@ -215,7 +216,7 @@ func TestCounterOneProcessIsExactAndRollsOver(t *testing.T) {
 }
 
 func TestCountersShareWithinOneFlushOfSlack(t *testing.T) {
-	synctest.Test(t, func(t *testing.T) {
+	testsupport.Synctest(t, func(t *testing.T) {
 		l := Limit{Requests: 20, Window: time.Hour}
 		time.Sleep(time.Until(WindowStart(time.Now(), l.Window).Add(l.Window)))
 		var sc sharedCounts

@@ -316,10 +316,16 @@ func (s *Server) startRates() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		var warned time.Time
 		s.rates.Run(ctx, rateFlushEvery, s.store.ShareRequests, func(err error) {
 			// Not fatal: the next flush shares the counts again; until
-			// then the other frontends see this one's counts late.
-			s.log.Warn("share the request counts", zap.Error(err))
+			// then the other frontends see this one's counts late. Once
+			// a minute at most: while etcd is down every flush fails,
+			// and the requests' own 503s say so already.
+			if time.Since(warned) >= time.Minute {
+				warned = time.Now()
+				s.log.Warn("request counts not shared with the other frontends yet; retrying every second", zap.Error(err))
+			}
 		})
 	}()
 	s.stopRates = func() { cancel(); <-done }

@@ -16,11 +16,13 @@ import (
 	"github.com/alecthomas/kong"
 	"go.uber.org/zap"
 
+	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/buildinfo"
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/logging"
 	"github.com/sr-wrapper/sr-wrapper/internal/registryd"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/ratelimit"
 )
 
 // Exit codes beside cli.ExitUsage.
@@ -47,6 +49,11 @@ type flags struct {
 	TLSCert        string `name:"tls-cert" placeholder:"FILE" type:"path" help:"Serve HTTPS (TLS 1.2+) on every listener with this PEM certificate (and chain); needs --tls-key. SIGHUP reloads it."`
 	TLSKey         string `name:"tls-key" placeholder:"FILE" type:"path" help:"PEM private key of --tls-cert."`
 	MaxConnections int    `default:"10000" help:"Cap on concurrent connections to --listen; when full, the longest-idle keep-alive connection is closed to make room, else new ones are refused."`
+
+	RateLimit       string `default:"500000/24h" placeholder:"N/DURATION" help:"Requests each tenant may make per window, as N/DURATION (windows are aligned on the epoch: 24h is a UTC day). Heartbeats are exempt; deletions of sessions and services are never refused."`
+	MaxSessions     int    `default:"100" placeholder:"N" help:"Sessions each account may hold."`
+	MaxServices     int    `default:"200" placeholder:"N" help:"Services each account may hold."`
+	MaxConfigValues int    `default:"1000" placeholder:"N" help:"Configuration values each account may hold."`
 
 	cli.EtcdConnection `embed:""`
 }
@@ -95,6 +102,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "sr-registry: --auth-verifications must be 0 (half the CPUs) or more")
 		return cli.ExitUsage
 	}
+	if cfg.RateLimit, err = ratelimit.Parse(f.RateLimit); err != nil {
+		fmt.Fprintf(stderr, "sr-registry: --rate-limit: %v\n", err)
+		return cli.ExitUsage
+	}
+	for _, l := range []struct {
+		flag string
+		n    int
+	}{{"--max-sessions", f.MaxSessions}, {"--max-services", f.MaxServices}, {"--max-config-values", f.MaxConfigValues}} {
+		if l.n < 1 {
+			fmt.Fprintf(stderr, "sr-registry: %s %d: must be a positive integer\n", l.flag, l.n)
+			return cli.ExitUsage
+		}
+	}
+	cfg.Limits = api.ResourceLimits{Session: f.MaxSessions, Service: f.MaxServices, ConfigurationValue: f.MaxConfigValues}
 	if f.Credentials != "" {
 		if cfg.Credentials, err = server.LoadCredentials(f.Credentials); err != nil {
 			fmt.Fprintf(stderr, "sr-registry: --credentials: %v\n", err)

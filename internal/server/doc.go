@@ -47,6 +47,21 @@
 // Every response carries the header X-Response-Id, which faults repeat as
 // txnId.
 //
+// # Limits
+//
+// Accounts hold at most Config.Limits sessions, services and
+// configuration values (400 limitReached beyond). Each tenant may make
+// Config.RateLimit requests per window (internal/server/ratelimit; 400
+// rateLimitReached beyond, with Retry-After); GET /limits shows both, and
+// the window's count. Heartbeats are neither counted nor refused: a
+// fleet's heartbeats alone can exceed the hosted service's daily
+// allowance, and a tenant at its limit must not lose its sessions.
+// Deletions of sessions and services (a wrapper deregistering as its child
+// exits) and GET /limits are counted but never refused. With several
+// frontends the count is shared through the store once a second, so a
+// cluster may admit up to about frontends × one second of a tenant's
+// traffic past the limit (docs/cluster.md).
+//
 // # What old clients read
 //
 // The identity reply carries what each old client takes the tenant from

@@ -2,22 +2,17 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/ratelimit"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
-)
-
-// Rate limits are reported, not enforced: the hosted service's daily
-// allowance (500,000 requests) is below what 100 sessions heartbeating every
-// few seconds need, and enforcing it would break the wrapper's contract.
-const (
-	rateLimit  = 500000
-	rateWindow = "24.0 hours"
 )
 
 func (s *Server) authenticate(c *call) {
@@ -166,12 +161,76 @@ func (s *Server) listEvents(c *call) {
 }
 
 func (s *Server) getLimits(c *call) {
+	l := s.rates.Limit()
 	c.json(http.StatusOK, api.Limits{
 		Resource: s.limits,
 		Rate: map[string]api.RateLimit{
-			"/.*": {Limit: rateLimit, Used: int(s.rates.used(c.tenant)), Window: rateWindow},
+			"/.*": {Limit: int(l.Requests), Used: int(s.rates.Used(c.tenant)), Window: ratelimit.FormatWindow(l.Window)},
 		},
 	})
+}
+
+// admit counts the request against the tenant's rate limit, answering
+// 400 rateLimitReached and returning false past it. rest is the path
+// below the tenant. Heartbeats are neither counted nor refused: a
+// fleet's heartbeats alone can exceed the hosted service's daily
+// allowance, and a tenant at its limit must not lose its sessions.
+// Deletions of sessions and services (a wrapper deregistering as its
+// child exits) and GET /limits are counted but never refused.
+func (s *Server) admit(c *call, rest string) bool {
+	switch rateClassOf(c.r.Method, rest) {
+	case rateExempt:
+		return true
+	case rateCountedOnly:
+		s.rates.Count(c.tenant)
+		return true
+	}
+	ok, next := s.rates.Take(c.tenant)
+	if ok {
+		return true
+	}
+	l := s.rates.Limit()
+	wait := max(time.Until(next), 0)
+	c.w.Header().Set("Retry-After", strconv.FormatInt(int64((wait+time.Second-1)/time.Second), 10))
+	c.fault(http.StatusBadRequest, api.FaultRateLimitReached, "Rate limit has been reached",
+		fmt.Sprintf("the account may make %d requests per %s; the next window starts at %s (in %s). "+
+			"Heartbeats and deletions of sessions and services are still answered",
+			l.Requests, ratelimit.FormatWindow(l.Window), next.UTC().Format(time.RFC3339), wait.Round(time.Second)))
+	return false
+}
+
+// rateClass is how a request counts against the rate limit.
+type rateClass int
+
+const (
+	rateLimited     rateClass = iota // counted, refused past the limit
+	rateCountedOnly                  // counted, never refused
+	rateExempt                       // neither
+)
+
+// rateClassOf classifies a request by method and path below the tenant,
+// as serveTenant routes it.
+func rateClassOf(method, rest string) rateClass {
+	switch method {
+	case http.MethodPost:
+		// sessions/<id>/heartbeat, one trailing slash forgiven.
+		id, ok := strings.CutPrefix(strings.TrimSuffix(rest, "/"), "sessions/")
+		if ok && strings.HasSuffix(id, "/heartbeat") && strings.IndexByte(id, '/') == len(id)-len("/heartbeat") && len(id) > len("/heartbeat") {
+			return rateExempt
+		}
+	case http.MethodDelete:
+		if id, ok := strings.CutPrefix(rest, "sessions/"); ok && id != "" {
+			return rateCountedOnly
+		}
+		if id, ok := strings.CutPrefix(rest, "services/"); ok && id != "" {
+			return rateCountedOnly
+		}
+	case http.MethodGet:
+		if rest == "limits" || rest == "limits/" {
+			return rateCountedOnly
+		}
+	}
+	return rateLimited
 }
 
 // overview serves GET /views/overview: one entry per session, paginated by

@@ -155,7 +155,9 @@ func (s *Server) serveTenant(c *call, rest string) {
 		return
 	}
 	c.tenant = tenantID
-	s.rates.count(tenantID, time.Now().UnixMilli())
+	if !s.admit(c, rest) {
+		return
+	}
 
 	resource, id, _ := strings.Cut(rest, "/")
 	if resource == "configuration" {

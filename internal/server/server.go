@@ -21,6 +21,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/boltstore"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/etcdstore"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/ratelimit"
 	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
@@ -67,6 +68,10 @@ type Config struct {
 	TokenTTL time.Duration
 	// MaxBodyBytes bounds request bodies (413 beyond); zero means 64 KiB.
 	MaxBodyBytes int64
+	// RateLimit is each tenant's allowance of requests per window; the
+	// zero value means ratelimit.Default (500,000 a day). Heartbeats are
+	// exempt (see "Limits" in the package documentation).
+	RateLimit ratelimit.Limit
 	// SeparateMetrics serves GET /metrics only on a listener of its own
 	// (ServeMetrics), not with the API (Handler, Serve).
 	SeparateMetrics bool
@@ -84,7 +89,8 @@ type Server struct {
 	store     store.Store
 	creds     atomic.Pointer[credentials]
 	auth      *authGuard
-	rates     *rates
+	rates     *ratelimit.Counter
+	stopRates func() // stops sharing the request counts, and waits
 	txnPrefix string
 	txnSeq    atomic.Uint64
 	metrics   *metrics
@@ -122,6 +128,13 @@ func New(cfg Config) (*Server, error) {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = DefaultTokenTTL
 	}
+	rateLimit := cfg.RateLimit
+	if rateLimit == (ratelimit.Limit{}) {
+		rateLimit = ratelimit.Default
+	}
+	if err := rateLimit.Valid(); err != nil {
+		return nil, fmt.Errorf("new server: %w", err)
+	}
 	maxBody := cfg.MaxBodyBytes
 	if maxBody <= 0 {
 		maxBody = DefaultMaxBodyBytes
@@ -158,11 +171,12 @@ func New(cfg Config) (*Server, error) {
 		limits:    opts.Limits,
 		maxBody:   maxBody,
 		store:     st,
-		rates:     newRates(),
 		auth:      auth,
+		rates:     ratelimit.NewCounter(rateLimit, nil),
 		txnPrefix: "sr-" + hex.EncodeToString(rnd[:]) + "-",
 	}
 	srv.creds.Store(creds)
+	srv.startRates()
 	return srv, nil
 }
 
@@ -249,58 +263,52 @@ func (f *freshConns) closeAll() {
 // Close closes the store. Every mutation that was answered is already
 // durable. Safe to call more than once.
 func (s *Server) Close() error {
-	s.closeOnce.Do(func() { s.closeErr = s.store.Close() })
+	s.closeOnce.Do(func() {
+		s.stopRates()
+		// The counts since the last flush, so that the other frontends
+		// (and this one's successor) still count them.
+		ctx, cancel := context.WithTimeout(context.Background(), rateFinalFlush)
+		if err := s.rates.Flush(ctx, s.store.ShareRequests); err != nil {
+			s.log.Warn("request counts of the last second not shared", zap.Error(err))
+		}
+		cancel()
+		s.closeErr = s.store.Close()
+	})
 	return s.closeErr
+}
+
+// Request counts are shared with the store every rateFlushEvery (the
+// slack of the limit across frontends, see ratelimit.Counter); Close
+// waits up to rateFinalFlush to share the last ones.
+const (
+	rateFlushEvery = time.Second
+	rateFinalFlush = 2 * time.Second
+)
+
+// startRates starts sharing the request counts with the store.
+func (s *Server) startRates() {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var warned time.Time
+		s.rates.Run(ctx, rateFlushEvery, s.store.ShareRequests, func(err error) {
+			// Not fatal: the next flush shares the counts again; until
+			// then the other frontends see this one's counts late. Once
+			// a minute at most: while etcd is down every flush fails,
+			// and the requests' own 503s say so already.
+			if time.Since(warned) >= time.Minute {
+				warned = time.Now()
+				s.log.Warn("request counts not shared with the other frontends yet; retrying every second", zap.Error(err))
+			}
+		})
+	}()
+	s.stopRates = func() { cancel(); <-done }
 }
 
 func (s *Server) nextTxn() string {
 	return s.txnPrefix + strconv.FormatUint(s.txnSeq.Add(1), 36)
 }
-
-// rates count each tenant's requests in the current 24-hour window, for
-// GET /limits. They are this process's own count (rates are reported, not
-// enforced): sharing them between frontends would cost a write per request.
-type rates struct {
-	mu sync.RWMutex
-	m  map[string]*rate
-}
-
-type rate struct {
-	window atomic.Int64 // start of the window, unix ms
-	used   atomic.Int64
-}
-
-func newRates() *rates { return &rates{m: map[string]*rate{}} }
-
-func (rs *rates) of(tenant string) *rate {
-	rs.mu.RLock()
-	r := rs.m[tenant]
-	rs.mu.RUnlock()
-	if r != nil {
-		return r
-	}
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	if r = rs.m[tenant]; r == nil {
-		r = &rate{}
-		rs.m[tenant] = r
-	}
-	return r
-}
-
-// count counts a request of the tenant at nowMS.
-func (rs *rates) count(tenant string, nowMS int64) {
-	const window = 24 * 60 * 60 * 1000
-	r := rs.of(tenant)
-	start := r.window.Load()
-	if nowMS-start >= window && r.window.CompareAndSwap(start, nowMS) {
-		r.used.Store(0)
-	}
-	r.used.Add(1)
-}
-
-// used is the tenant's count in the current window.
-func (rs *rates) used(tenant string) int64 { return rs.of(tenant).used.Load() }
 
 // DefaultDataDir is the per-user data directory of sr-registry:
 // $XDG_DATA_HOME/sr-registry, else ~/.local/share/sr-registry.

@@ -107,6 +107,7 @@ type Store struct {
 	beats      *beats
 	index      *index
 	tokens     *tokens
+	rates      *rates
 
 	ctx       context.Context // cancelled by Close
 	cancel    context.CancelFunc
@@ -160,6 +161,7 @@ func Open(cfg Config) (*Store, error) {
 	s.index = newIndex(s)
 	s.beats = newBeats(s)
 	s.tokens = newTokens(s)
+	s.rates = newRates()
 	s.bg.Go(func() { s.bootstrap(cfg.NoCompaction) })
 	return s, nil
 }
@@ -371,6 +373,15 @@ func (k keys) configs(tenant string) string     { return k.tenant(tenant) + "con
 func (k keys) config(tenant, id string) string  { return k.configs(tenant) + id }
 func (k keys) events(tenant string) string      { return k.tenant(tenant) + "events/" }
 func (k keys) token(hash string) string         { return k.root + "/tokens/" + hash }
+
+// rates is the prefix of a tenant's request counts in the rate-limit
+// window that starts at start; rate is one frontend's key there.
+func (k keys) rates(start time.Time, tenant string) string {
+	return fmt.Sprintf("%s/rates/%013d/%s/", k.root, start.UnixMilli(), tenant)
+}
+func (k keys) rate(start time.Time, tenant, frontend string) string {
+	return k.rates(start, tenant) + frontend
+}
 
 // parseBeat splits a chain key into tenant and session id.
 func (k keys) parseBeat(key string) (tenant, id string, ok bool) {

@@ -97,6 +97,15 @@ type Store interface {
 	// it is unknown or expired).
 	LookupToken(ctx context.Context, id string) (Token, error)
 
+	// ShareRequests records this process's counts of requests in the
+	// rate-limit window that starts at start and lasts length (each
+	// tenant's total here since the window began: a retry after a failure
+	// is the same call with larger counts) and returns each tenant's total
+	// in the window over every process sharing the store. On etcd that is
+	// every frontend's; with one process, counts itself. A store forgets a
+	// window's counts some time after it ends.
+	ShareRequests(ctx context.Context, start time.Time, length time.Duration, counts map[string]int64) (totals map[string]int64, err error)
+
 	// Counts returns how many sessions and services are live, over every
 	// tenant: on etcd, the whole registry's (every frontend's), as etcd
 	// holds them now.

@@ -176,9 +176,11 @@ func TestRateLimitHoldsAcrossFrontends(t *testing.T) {
 		t.Errorf("a admitted %d requests past the limit: more than a few flushes' worth", admitted)
 	}
 	// Both frontends then report one total (their GET /limits count too).
-	testsupport.Eventually(t, 10*time.Second, "both frontends to report the same used", func() error {
+	testsupport.Eventually(t, 10*time.Second, "both frontends to report the shared total", func() error {
 		ua, ub := ca.rate().Used, cb.rate().Used
-		if ua < limit || ua != ub {
+		// Each GET /limits counts too, so the two can differ by the
+		// polls not flushed yet: a flush period's worth at most.
+		if ua < limit || ub < limit || max(ua-ub, ub-ua) > 40 {
 			return fmt.Errorf("used %d on a, %d on b", ua, ub)
 		}
 		return nil

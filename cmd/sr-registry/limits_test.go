@@ -37,16 +37,8 @@ func TestLimitFlagsAreValidated(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
 			args := append([]string{"--dev", "--data-dir", dir, "--listen", "127.0.0.1:0"}, tc.args...)
-			if code := run(args, &stdout, &stderr); code != cli.ExitUsage {
-				t.Fatalf("exit code %d, want %d; stderr %s", code, cli.ExitUsage, stderr.String())
-			}
-			for _, want := range tc.stderr {
-				if !strings.Contains(stderr.String(), want) {
-					t.Errorf("stderr %q: want it to say %q", stderr.String(), want)
-				}
-			}
+			checkRun(t, args, cli.ExitUsage, "", tc.stderr...)
 		})
 	}
 }

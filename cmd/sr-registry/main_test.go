@@ -40,15 +40,25 @@ func TestUsage(t *testing.T) {
 		{"listen fails", []string{"--dev", "--data-dir", dir, "--listen", "256.0.0.1:1", "--log-format", "json"}, exitError, "", "listen on 256.0.0.1:1"},
 	}
 	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			var stdout, stderr bytes.Buffer
-			code := run(tc.args, &stdout, &stderr)
-			if code != tc.code {
-				t.Fatalf("exit code %d, want %d; stderr %s", code, tc.code, stderr.String())
-			}
-			if !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Fatalf("stdout %q (want %q), stderr %q (want %q)", stdout.String(), tc.stdout, stderr.String(), tc.stderr)
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkRun(t, tc.args, tc.code, tc.stdout, tc.stderr) })
+	}
+}
+
+// checkRun runs sr-registry in process with args and checks its exit code,
+// that stdout contains wantStdout and that stderr contains each of
+// wantStderr.
+func checkRun(t *testing.T, args []string, wantCode int, wantStdout string, wantStderr ...string) {
+	t.Helper()
+	var stdout, stderr bytes.Buffer
+	if code := run(args, &stdout, &stderr); code != wantCode {
+		t.Fatalf("exit code %d, want %d; stderr %s", code, wantCode, stderr.String())
+	}
+	if !strings.Contains(stdout.String(), wantStdout) {
+		t.Errorf("stdout %q: want it to contain %q", stdout.String(), wantStdout)
+	}
+	for _, want := range wantStderr {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr %q: want it to say %q", stderr.String(), want)
+		}
 	}
 }

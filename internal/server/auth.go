@@ -7,13 +7,13 @@ import (
 	"math"
 	"net"
 	"runtime"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/server/ratelimit"
 )
 
 // AuthLimits bound what logins (POST /v2.0/tokens) may cost. Only the
@@ -55,19 +55,15 @@ func ParseAuthRateLimit(s string) (failures int, window time.Duration, err error
 	if s == "off" {
 		return -1, 0, nil
 	}
-	ns, ds, ok := strings.Cut(s, "/")
-	if !ok {
-		return 0, 0, fmt.Errorf("auth rate limit %q: want N/DURATION (e.g. 100/1m) or off", s)
+	// The same N/DURATION as --rate-limit, one parser for both.
+	l, err := ratelimit.Parse(s)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w, or off", err)
 	}
-	n, err := strconv.Atoi(ns)
-	if err != nil || n < 1 {
-		return 0, 0, fmt.Errorf("auth rate limit %q: N must be a positive integer (or the whole value off)", s)
+	if l.Requests > math.MaxInt32 {
+		return 0, 0, fmt.Errorf("%q: N is more than %d failures: want a smaller N, or off", s, math.MaxInt32)
 	}
-	d, err := time.ParseDuration(ds)
-	if err != nil || d <= 0 {
-		return 0, 0, fmt.Errorf("auth rate limit %q: DURATION must be positive, such as 1m or 30s", s)
-	}
-	return n, d, nil
+	return int(l.Requests), l.Window, nil
 }
 
 // authGuard bounds the cost of logins: the verifiers (a semaphore) and

@@ -23,6 +23,7 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // hashOf is the bcrypt hash of key at cost.
@@ -332,7 +333,13 @@ func TestWrongKeyFloodDoesNotStarveHeartbeats(t *testing.T) {
 		})
 	}
 	// Heartbeats while the flood runs.
-	time.Sleep(100 * time.Millisecond) // let the flood reach the verifier
+	// The flood is on once its first answer is in (a 401 from the
+	// verifier or a 429 past its bound).
+	testsupport.EventuallyTrue(t, 30*time.Second, "the flood's first answer", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(codes) > 0
+	})
 	during := heartbeatLatencies(t, bob, sid, stok, 40)
 	wg.Wait()
 	cancel()

@@ -4,15 +4,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/cli"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/ratelimit"
 )
 
 // Bad --rate-limit and account limits stop sr-registry before it starts,
@@ -57,7 +60,8 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 		t.Fatalf("%v, stderr %s: want exit status %d naming --rate-limit", err, stderr.String(), cli.ExitUsage)
 	}
 
-	p := registrytest.StartProcess(t, bin, "--rate-limit", "6/90m", "--max-sessions", "3", "--max-services", "4", "--max-config-values", "5")
+	window := registrytest.RateWindow(t, 90*time.Minute, 10*time.Minute)
+	p := registrytest.StartProcess(t, bin, "--rate-limit", fmt.Sprintf("6/%dms", window.Milliseconds()), "--max-sessions", "3", "--max-services", "4", "--max-config-values", "5")
 	id := p.Authenticate(t, "alice")
 	get := func() (int, []byte) {
 		t.Helper()
@@ -79,8 +83,8 @@ func TestLimitFlagsReachTheServer(t *testing.T) {
 	if want := (api.ResourceLimits{Session: 3, Service: 4, ConfigurationValue: 5}); lim.Resource != want {
 		t.Errorf("resource limits %+v, want %+v", lim.Resource, want)
 	}
-	if r := lim.Rate["/.*"]; r != (api.RateLimit{Limit: 6, Used: 1, Window: "1.5 hours"}) {
-		t.Errorf("rate %+v, want limit 6, used 1, window 1.5 hours", lim.Rate)
+	if r, want := lim.Rate["/.*"], (api.RateLimit{Limit: 6, Used: 1, Window: ratelimit.FormatWindow(window)}); r != want {
+		t.Errorf("rate %+v, want %+v", r, want)
 	}
 	// Five more GETs of the sessions reach the limit of six.
 	for i := range 6 {

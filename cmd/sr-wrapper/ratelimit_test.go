@@ -25,7 +25,8 @@ import (
 func TestRateLimitedTenantKeepsItsServices(t *testing.T) {
 	t.Parallel()
 	const limit = 20
-	reg := registrytest.Start(t, func(c *server.Config) { c.RateLimit = ratelimit.Limit{Requests: limit, Window: time.Hour} })
+	window := registrytest.RateWindow(t, time.Hour, 10*time.Minute)
+	reg := registrytest.Start(t, func(c *server.Config) { c.RateLimit = ratelimit.Limit{Requests: limit, Window: window} })
 	acct := newAccount(t, reg.URL)
 	w := startWrapper(t, cmdline(acct.flags(reg.URL, "limited"), fakeproc("--ready", "--exit-on-term", "0")...))
 	w.ready()

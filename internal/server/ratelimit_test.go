@@ -30,8 +30,9 @@ func (c *client) rate() api.RateLimit {
 }
 
 // untilRateLimited sends GET /sessions until one is refused with
-// rateLimitReached (at most max) and returns how many were answered.
-func (c *client) untilRateLimited(max int) int {
+// rateLimitReached (at most max) and returns how many were answered. The
+// refusal's Retry-After is the seconds left in the tenant's window.
+func (c *client) untilRateLimited(max int, window time.Duration) int {
 	c.t.Helper()
 	for i := range max {
 		r := c.do(http.MethodGet, "/sessions", nil)
@@ -39,7 +40,7 @@ func (c *client) untilRateLimited(max int) int {
 			continue
 		}
 		f := r.fault(c.t, http.StatusBadRequest, api.FaultRateLimitReached)
-		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 3600 {
+		if ra, err := strconv.Atoi(r.Header.Get("Retry-After")); err != nil || ra < 1 || ra > int(window/time.Second) {
 			c.t.Fatalf("Retry-After %q, want the seconds left in the window", r.Header.Get("Retry-After"))
 		}
 		if f.Details == "" {
@@ -60,10 +61,11 @@ func TestRateLimitSparesHeartbeats(t *testing.T) {
 
 func testRateLimitSparesHeartbeats(t *testing.T, st storeKind) {
 	const limit = 20
-	reg := st.start(t, withRateLimit(ratelimit.Limit{Requests: limit, Window: time.Hour}))
+	window := registrytest.RateWindow(t, time.Hour, 10*time.Minute)
+	reg := st.start(t, withRateLimit(ratelimit.Limit{Requests: limit, Window: window}))
 	c := newClient(t, reg, "alice")
-	if r := c.rate(); r != (api.RateLimit{Limit: limit, Used: 1, Window: "1.0 hours"}) {
-		t.Fatalf("GET /limits: rate %+v, want limit %d, used 1, window 1.0 hours", r, limit)
+	if r, want := c.rate(), (api.RateLimit{Limit: limit, Used: 1, Window: ratelimit.FormatWindow(window)}); r != want {
+		t.Fatalf("GET /limits: rate %+v, want %+v", r, want)
 	}
 	sid, tok := c.createSession(3, nil)                               // 2
 	c.createService("web", sid, nil, nil).want(t, http.StatusCreated) // 3
@@ -74,7 +76,7 @@ func testRateLimitSparesHeartbeats(t *testing.T, st storeKind) {
 	if got := c.rate().Used; got != 6 {
 		t.Fatalf("used %d after 6 counted requests and a heartbeat, want 6", got)
 	}
-	if n := c.untilRateLimited(2 * limit); n != limit-6 {
+	if n := c.untilRateLimited(2*limit, window); n != limit-6 {
 		t.Fatalf("%d requests answered before rateLimitReached, want %d", n, limit-6)
 	}
 	// Refused requests do not count; GET /limits counts itself.
@@ -130,7 +132,8 @@ func decodeToken(t *testing.T, r reply) string {
 func TestRateLimitHoldsAcrossFrontends(t *testing.T) {
 	const limit = 100
 	prefix := uniquePrefix(t)
-	opts := []registrytest.Option{withRateLimit(ratelimit.Limit{Requests: limit, Window: time.Hour}), registrytest.WithEtcd(sharedEtcd.Endpoints(), prefix)}
+	window := registrytest.RateWindow(t, time.Hour, 10*time.Minute)
+	opts := []registrytest.Option{withRateLimit(ratelimit.Limit{Requests: limit, Window: window}), registrytest.WithEtcd(sharedEtcd.Endpoints(), prefix)}
 	a, b := registrytest.Start(t, opts...), registrytest.Start(t, opts...)
 	id := a.Authenticate(t, "alice")
 	cs := clientsOf(t, []*registrytest.Registry{a, b}, id)
@@ -153,7 +156,7 @@ func TestRateLimitHoldsAcrossFrontends(t *testing.T) {
 		return nil
 	})
 	// a idle, b's count is exact: b answers exactly what is left.
-	if n := cb.untilRateLimited(2 * limit); n != limit-fromA-bLimits {
+	if n := cb.untilRateLimited(2*limit, window); n != limit-fromA-bLimits {
 		t.Fatalf("b answered %d before rateLimitReached, want %d", n, limit-fromA-bLimits)
 	}
 	// a does not know yet: it admits requests until its next flush tells

@@ -176,16 +176,22 @@ func TestMalformedHashRefused(t *testing.T) {
 	}
 }
 
-// A reload (SetCredentials) that removes an account, or moves it to
-// another tenant, ends the tokens it was issued before; the others keep
-// working, and so do dev mode's users.
-func TestReloadEndsTokensOfRemovedAccounts(t *testing.T) {
+// A reload (SetCredentials) that removes an account, moves it to another
+// tenant or changes its key (a rotation, or a new hash of the same key)
+// ends the tokens it was issued before; a login with the new key gets a
+// new token, not the ended one back; the others keep working, and so do
+// dev mode's users.
+func TestReloadEndsTokensOfChangedAccounts(t *testing.T) {
 	for _, dev := range []bool{false, true} {
 		t.Run(fmt.Sprintf("dev=%v", dev), func(t *testing.T) {
+			graceHash := hashOf(t, "kg", bcrypt.MinCost)
 			srv, err := server.New(server.Config{Dev: dev, DataDir: t.TempDir(), Credentials: []server.Credential{
 				{Username: "alice", APIKey: "ka", Tenant: "t1"},
 				{Username: "bob", APIKey: "kb", Tenant: "t2"},
 				{Username: "carol", APIKey: hashOf(t, "kc", bcrypt.MinCost), Tenant: "t3"},
+				{Username: "erin", APIKey: "ke", Tenant: "t4"},
+				{Username: "frank", APIKey: hashOf(t, "kf", bcrypt.MinCost), Tenant: "t5"},
+				{Username: "grace", APIKey: graceHash, Tenant: "t6"},
 			}})
 			if err != nil {
 				t.Fatal(err)
@@ -195,6 +201,9 @@ func TestReloadEndsTokensOfRemovedAccounts(t *testing.T) {
 			alice := clientOf(t, loginID(t, hs.URL, "alice", "ka"))
 			bob := clientOf(t, loginID(t, hs.URL, "bob", "kb"))
 			carol := clientOf(t, loginID(t, hs.URL, "carol", "kc"))
+			erinID, frankID := loginID(t, hs.URL, "erin", "ke"), loginID(t, hs.URL, "frank", "kf")
+			erin, frank := clientOf(t, erinID), clientOf(t, frankID)
+			grace := clientOf(t, loginID(t, hs.URL, "grace", "kg"))
 			var dave *client
 			if dev {
 				dave = clientOf(t, loginID(t, hs.URL, "dave", "any"))
@@ -205,10 +214,44 @@ func TestReloadEndsTokensOfRemovedAccounts(t *testing.T) {
 			if err := srv.SetCredentials([]server.Credential{
 				{Username: "alice", APIKey: "ka", Tenant: "t1"},
 				{Username: "bob", APIKey: "kb", Tenant: "t9"},
+				{Username: "erin", APIKey: "ke2", Tenant: "t4"},
+				{Username: "frank", APIKey: hashOf(t, "kf", bcrypt.MinCost), Tenant: "t5"},
+				{Username: "grace", APIKey: graceHash, Tenant: "t6"},
 			}); err != nil {
 				t.Fatal(err)
 			}
 			alice.do(http.MethodGet, "/limits", nil).want(t, http.StatusOK)
+			// erin's key was rotated, frank's hashed again: both tokens end.
+			erin.do(http.MethodGet, "/limits", nil).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
+			frank.do(http.MethodGet, "/limits", nil).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
+			if resp, body := login(t, hs.Client(), hs.URL, "erin", "ke"); resp != nil && resp.StatusCode != http.StatusUnauthorized {
+				t.Errorf("erin logs in with her old key: %d %s", resp.StatusCode, body)
+			}
+			for _, c := range []struct {
+				user, key string
+				old       registrytest.Identity
+			}{{"erin", "ke2", erinID}, {"frank", "kf", frankID}} {
+				id := loginID(t, hs.URL, c.user, c.key)
+				if id.Token == c.old.Token {
+					t.Errorf("%s got her ended token back after the key change", c.user)
+				}
+				clientOf(t, id).do(http.MethodGet, "/limits", nil).want(t, http.StatusOK)
+			}
+			// The same hash after the reload: grace's token lives on.
+			grace.do(http.MethodGet, "/limits", nil).want(t, http.StatusOK)
+			if err := srv.SetCredentials([]server.Credential{
+				{Username: "alice", APIKey: "ka", Tenant: "t1"},
+				{Username: "grace", APIKey: graceHash, Tenant: "t6"},
+			}); err != nil {
+				t.Fatal(err)
+			}
+			grace.do(http.MethodGet, "/limits", nil).want(t, http.StatusOK)
+			if err := srv.SetCredentials([]server.Credential{
+				{Username: "alice", APIKey: "ka", Tenant: "t1"},
+				{Username: "bob", APIKey: "kb", Tenant: "t9"},
+			}); err != nil {
+				t.Fatal(err)
+			}
 			bob.heartbeat(sid, stok).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
 			carol.do(http.MethodGet, "/limits", nil).fault(t, http.StatusUnauthorized, api.FaultUnauthorized)
 			if dev {

@@ -27,7 +27,7 @@ func (s *Server) authenticate(c *call) {
 		return
 	}
 	src := sourceKey(c.r.RemoteAddr)
-	tenantID, err := s.creds.Load().check(c.r.Context(), s.auth, src, cred.Username, cred.APIKey)
+	acct, err := s.creds.Load().check(c.r.Context(), s.auth, src, cred.Username, cred.APIKey)
 	var busy *busyError
 	switch {
 	case errors.As(err, &busy):
@@ -45,7 +45,8 @@ func (s *Server) authenticate(c *call) {
 			"unknown username or wrong API key")
 		return
 	}
-	tok, err := s.store.IssueToken(c.r.Context(), cred.Username, tenantID)
+	tenantID := acct.tenant
+	tok, err := s.store.IssueToken(c.r.Context(), cred.Username, tenantID, acct.stamp)
 	if err != nil {
 		c.storeFault(err, "issue a token", "", "")
 		return

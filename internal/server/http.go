@@ -143,10 +143,11 @@ func (s *Server) serveTenant(c *call, rest string) {
 		c.storeFault(err, "check the X-Auth-Token", "", "")
 		return
 	}
-	if !s.creds.Load().current(tok.User, tok.Tenant) {
-		// Its account was removed, or moved to another tenant, by a
-		// reload of the credentials since the token was issued.
-		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token's account no longer has this tenant; authenticate again")
+	if !s.creds.Load().current(tok) {
+		// Its account was removed, moved to another tenant, or given
+		// another key by a reload of the credentials since the token was
+		// issued.
+		c.fault(http.StatusUnauthorized, api.FaultUnauthorized, "Unauthorized", "the X-Auth-Token's account no longer has this tenant or key; authenticate again")
 		return
 	}
 	if tok.Tenant != tenantID {

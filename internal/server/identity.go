@@ -22,6 +22,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // Credential is one account of a credentials file: the username and API
@@ -221,10 +223,10 @@ type credentials struct {
 	// generation's cache owes nothing to the old one's.
 	macKey [32]byte
 	mu     sync.Mutex
-	// verified holds the tenant of each (username, key) whose bcrypt
-	// verification succeeded, by verifyKey: at most one entry per hashed
-	// account, since only one key matches a hash.
-	verified map[[32]byte]string
+	// verified holds each (username, key) whose bcrypt verification
+	// succeeded, by verifyKey: at most one entry per hashed account, since
+	// only one key matches a hash.
+	verified map[[32]byte]struct{}
 	// flights are the verifications under way: a second login with the
 	// same username and key waits for the first one's answer rather than
 	// verifying again, so a thousand wrappers restarting with one key cost
@@ -236,6 +238,25 @@ type account struct {
 	tenant string
 	key    []byte // the clear key, or the bcrypt hash when hashed
 	hashed bool
+	stamp  string // keyStamp of the key; empty for dev users
+}
+
+// keyStamp names an account's key field in the tokens issued under it,
+// so that a reload that changes the key (a rotation, or a new hash of the
+// same key) ends them. It is the same on every frontend (no per-process
+// secret: a token issued by one is checked by the others), and it is 32
+// bits of a SHA-256 because it is stored beside the token in etcd: enough
+// to miss a change of key once in four billion, too few to confirm a
+// guess of a clear key for whoever reads etcd.
+func keyStamp(username string, key []byte) string {
+	h := sha256.New()
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(len(username)))
+	h.Write([]byte("sr-registry key stamp\x00"))
+	h.Write(n[:])
+	h.Write([]byte(username))
+	h.Write(key)
+	return hex.EncodeToString(h.Sum(nil)[:4])
 }
 
 // flight is one bcrypt verification that others may wait for.
@@ -252,7 +273,7 @@ func newCredentials(dev bool, creds []Credential, log *zap.Logger) (*credentials
 	cs := &credentials{
 		dev:      dev,
 		accounts: make(map[string]account, len(creds)),
-		verified: map[[32]byte]string{},
+		verified: map[[32]byte]struct{}{},
 		flights:  map[[32]byte]*flight{},
 	}
 	_, _ = rand.Read(cs.macKey[:])
@@ -271,7 +292,7 @@ func newCredentials(dev bool, creds []Credential, log *zap.Logger) (*credentials
 		if err := checkKeyField(c.APIKey); err != nil {
 			return nil, fmt.Errorf("credential of %q: %w", c.Username, err)
 		}
-		a := account{tenant: c.Tenant, key: []byte(c.APIKey), hashed: isBcryptHash(c.APIKey)}
+		a := account{tenant: c.Tenant, key: []byte(c.APIKey), hashed: isBcryptHash(c.APIKey), stamp: keyStamp(c.Username, []byte(c.APIKey))}
 		if a.hashed {
 			cost, _ := bcrypt.Cost(a.key)
 			dummyCost = max(dummyCost, cost)
@@ -310,14 +331,17 @@ func (cs *credentials) verifyKey(username, apiKey string) [32]byte {
 }
 
 // current reports whether the account a token was issued to still has
-// the token's tenant in this generation: a token outlives neither the
-// removal of its account nor a change of its tenant. In dev mode the
-// usernames no account names keep their dev tenant.
-func (cs *credentials) current(user, tenant string) bool {
-	if a, ok := cs.accounts[user]; ok {
-		return a.tenant == tenant
+// the token's tenant and key in this generation: a token outlives neither
+// the removal of its account, nor a change of its tenant, nor a change of
+// its key. A token without a stamp was stored by a frontend older than
+// stamps (etcd, during a rolling upgrade) and is checked by tenant alone
+// until it expires. In dev mode the usernames no account names keep their
+// dev tenant.
+func (cs *credentials) current(tok store.Token) bool {
+	if a, ok := cs.accounts[tok.User]; ok {
+		return a.tenant == tok.Tenant && (tok.Stamp == "" || tok.Stamp == a.stamp)
 	}
-	return cs.dev && DevTenantID(user) == tenant
+	return cs.dev && tok.Stamp == "" && DevTenantID(tok.User) == tok.Tenant
 }
 
 // errWrongCredentials is a username and API key that do not match.
@@ -338,26 +362,26 @@ func (e *busyError) Error() string { return e.reason }
 // still pin some users to fixed tenants. Only the verification of a hash
 // is costly, and g bounds it: cache hits and dev users never wait nor
 // count as failures.
-func (cs *credentials) check(ctx context.Context, g *authGuard, src, username, apiKey string) (string, error) {
+func (cs *credentials) check(ctx context.Context, g *authGuard, src, username, apiKey string) (account, error) {
 	if username == "" {
-		return "", errWrongCredentials
+		return account{}, errWrongCredentials
 	}
 	a, known := cs.accounts[username]
 	if !known && cs.dev {
-		return DevTenantID(username), nil
+		return account{tenant: DevTenantID(username)}, nil
 	}
 	var vk [32]byte
 	if known && a.hashed {
 		vk = cs.verifyKey(username, apiKey)
 		cs.mu.Lock()
-		tenant, hit := cs.verified[vk]
+		_, hit := cs.verified[vk]
 		cs.mu.Unlock()
 		if hit {
-			return tenant, nil
+			return a, nil
 		}
 	}
 	if wait := g.blocked(src); wait > 0 {
-		return "", &busyError{reason: "too many failed logins from this address", retryAfter: wait}
+		return account{}, &busyError{reason: "too many failed logins from this address", retryAfter: wait}
 	}
 	var ok bool
 	var err error
@@ -372,13 +396,13 @@ func (cs *credentials) check(ctx context.Context, g *authGuard, src, username, a
 		ok, err = cs.verifyHashed(ctx, g, vk, a, apiKey)
 	}
 	if err != nil {
-		return "", err
+		return account{}, err
 	}
 	if !ok {
 		g.failed(src)
-		return "", errWrongCredentials
+		return account{}, errWrongCredentials
 	}
-	return a.tenant, nil
+	return a, nil
 }
 
 // dummyHash is the hash of a random key that nobody knows, or nil when
@@ -417,7 +441,7 @@ func (cs *credentials) verifyHashed(ctx context.Context, g *authGuard, vk [32]by
 	cs.mu.Lock()
 	delete(cs.flights, vk)
 	if f.ok {
-		cs.verified[vk] = a.tenant
+		cs.verified[vk] = struct{}{}
 	}
 	cs.mu.Unlock()
 	close(f.done)

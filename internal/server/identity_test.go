@@ -13,6 +13,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/store"
 )
 
 // A thousand wrappers restarting with the same key cost one bcrypt
@@ -142,4 +143,55 @@ func FuzzParseCredentials(f *testing.F) {
 			t.Fatalf("parsed %q, newCredentials refuses it: %v", content, err)
 		}
 	})
+}
+
+// Which tokens a generation of the credentials takes as current: those
+// of an account's tenant and key, those stored without a stamp (by a
+// frontend older than stamps) by tenant alone, and dev users' in dev mode.
+func TestCurrentTokens(t *testing.T) {
+	creds := []Credential{{Username: "alice", APIKey: "ka", Tenant: "t1"}}
+	stamp := keyStamp("alice", []byte("ka"))
+	dave := DevTenantID("dave")
+	tests := []struct {
+		name string
+		dev  bool
+		tok  store.Token
+		want bool
+	}{
+		{"account, tenant and key", false, store.Token{User: "alice", Tenant: "t1", Stamp: stamp}, true},
+		{"stored before stamps", false, store.Token{User: "alice", Tenant: "t1"}, true},
+		{"another key", false, store.Token{User: "alice", Tenant: "t1", Stamp: keyStamp("alice", []byte("old"))}, false},
+		{"another tenant", false, store.Token{User: "alice", Tenant: "t2", Stamp: stamp}, false},
+		{"unknown user", false, store.Token{User: "dave", Tenant: dave}, false},
+		{"dev user", true, store.Token{User: "dave", Tenant: dave}, true},
+		{"dev user, another tenant", true, store.Token{User: "dave", Tenant: "t1"}, false},
+		{"former account, now a dev user", true, store.Token{User: "dave", Tenant: dave, Stamp: keyStamp("dave", []byte("kd"))}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cs, err := newCredentials(tt.dev, creds, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cs.current(tt.tok); got != tt.want {
+				t.Fatalf("current(%+v) = %v, want %v", tt.tok, got, tt.want)
+			}
+		})
+	}
+}
+
+// A stamp depends on the username and the key field, and the same pair
+// gives the same stamp in every process (frontends check each other's
+// tokens): a value computed outside Go pins it (Python's hashlib:
+// sha256(b"sr-registry key stamp\0" + pack(">Q", 5) + b"alice" + b"ka")).
+func TestKeyStamp(t *testing.T) {
+	if a, b := keyStamp("alice", []byte("ka")), keyStamp("alice", []byte("kb")); a == b {
+		t.Fatalf("two keys, one stamp %s", a)
+	}
+	if a, b := keyStamp("ab", []byte("c")), keyStamp("a", []byte("bc")); a == b {
+		t.Fatalf("username and key not separated: one stamp %s", a)
+	}
+	if got := keyStamp("alice", []byte("ka")); got != "25008097" {
+		t.Fatalf("stamp %q, want 25008097", got)
+	}
 }

@@ -96,7 +96,7 @@ func newRouterProbe(tb testing.TB) *routerProbe {
 	}
 	tb.Cleanup(func() { srv.Close() })
 	tenant := DevTenantID("alice")
-	tok, err := srv.store.IssueToken(context.Background(), "alice", tenant)
+	tok, err := srv.store.IssueToken(context.Background(), "alice", tenant, "")
 	if err != nil {
 		tb.Fatal(err)
 	}

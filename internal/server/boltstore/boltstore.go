@@ -816,8 +816,8 @@ func (s *Store) Events(_ context.Context, tenantID, from string, limit int) ([]a
 }
 
 // IssueToken implements store.Store.
-func (s *Store) IssueToken(_ context.Context, user, tenantID string) (store.Token, error) {
-	return s.tokens.issue(user, tenantID, time.Now()), nil
+func (s *Store) IssueToken(_ context.Context, user, tenantID, stamp string) (store.Token, error) {
+	return s.tokens.issue(user, tenantID, stamp, time.Now()), nil
 }
 
 // LookupToken implements store.Store.

@@ -26,13 +26,13 @@ func newTokens(ttl time.Duration) *tokens {
 // hands back the user's current token while that has more than half its
 // life left, which keeps the number of live tokens bounded by the number of
 // users however often clients authenticate.
-func (ts *tokens) issue(user, tenant string, now time.Time) store.Token {
+func (ts *tokens) issue(user, tenant, stamp string, now time.Time) store.Token {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
-	if t := ts.byUser[user]; t != nil && t.Tenant == tenant && t.Expires.Sub(now) > ts.ttl/2 {
+	if t := ts.byUser[user]; t != nil && t.Tenant == tenant && t.Stamp == stamp && t.Expires.Sub(now) > ts.ttl/2 {
 		return *t
 	}
-	t := &store.Token{ID: store.NewTokenID(), User: user, Tenant: tenant, Expires: now.Add(ts.ttl)}
+	t := &store.Token{ID: store.NewTokenID(), User: user, Tenant: tenant, Stamp: stamp, Expires: now.Add(ts.ttl)}
 	ts.byID[t.ID] = t
 	ts.byUser[user] = t
 	return *t

@@ -37,8 +37,10 @@ func newTokens(s *Store) *tokens {
 }
 
 type storedToken struct {
-	User    string    `json:"user"`
-	Tenant  string    `json:"tenant"`
+	User   string `json:"user"`
+	Tenant string `json:"tenant"`
+	// Stamp is absent from tokens stored by frontends older than stamps.
+	Stamp   string    `json:"stamp,omitempty"`
 	Expires time.Time `json:"expires"`
 }
 
@@ -49,7 +51,7 @@ func tokenHash(id string) string {
 
 // IssueToken implements store.Store. This frontend hands a user back the
 // token it issued itself while that has more than half its life left.
-func (s *Store) IssueToken(ctx context.Context, user, tenant string) (store.Token, error) {
+func (s *Store) IssueToken(ctx context.Context, user, tenant, stamp string) (store.Token, error) {
 	if err := s.waitReady(ctx); err != nil {
 		return store.Token{}, err
 	}
@@ -57,12 +59,12 @@ func (s *Store) IssueToken(ctx context.Context, user, tenant string) (store.Toke
 	now := time.Now()
 	ttl := s.opts.TokenTTL
 	ts.mu.Lock()
-	if t, ok := ts.byUser[user]; ok && t.Tenant == tenant && t.Expires.Sub(now) > ttl/2 {
+	if t, ok := ts.byUser[user]; ok && t.Tenant == tenant && t.Stamp == stamp && t.Expires.Sub(now) > ttl/2 {
 		ts.mu.Unlock()
 		return t, nil
 	}
 	ts.mu.Unlock()
-	t := store.Token{ID: store.NewTokenID(), User: user, Tenant: tenant, Expires: now.Add(ttl)}
+	t := store.Token{ID: store.NewTokenID(), User: user, Tenant: tenant, Stamp: stamp, Expires: now.Add(ttl)}
 	lease, err := ts.leaseFor(ctx, t.Expires)
 	if err != nil {
 		return store.Token{}, err
@@ -70,7 +72,7 @@ func (s *Store) IssueToken(ctx context.Context, user, tenant string) (store.Toke
 	ctx, cancel := s.call(ctx)
 	defer cancel()
 	hash := tokenHash(t.ID)
-	if _, err := s.cli.Put(ctx, s.keys.token(hash), encode(storedToken{User: user, Tenant: tenant, Expires: t.Expires}), clientv3.WithLease(lease)); err != nil {
+	if _, err := s.cli.Put(ctx, s.keys.token(hash), encode(storedToken{User: user, Tenant: tenant, Stamp: stamp, Expires: t.Expires}), clientv3.WithLease(lease)); err != nil {
 		return store.Token{}, s.fail("store the identity token", err)
 	}
 	ts.mu.Lock()
@@ -130,7 +132,7 @@ func (s *Store) LookupToken(ctx context.Context, id string) (store.Token, error)
 	if err := decodeKV(resp[0][0], &st); err != nil {
 		return store.Token{}, err
 	}
-	t = store.Token{ID: id, User: st.User, Tenant: st.Tenant, Expires: st.Expires}
+	t = store.Token{ID: id, User: st.User, Tenant: st.Tenant, Stamp: st.Stamp, Expires: st.Expires}
 	if !now.Before(t.Expires) {
 		return store.Token{}, store.ErrNotFound
 	}

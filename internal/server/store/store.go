@@ -89,10 +89,11 @@ type Store interface {
 	// beyond limit, if any, is the next page's first.
 	Events(ctx context.Context, tenant, from string, limit int) ([]api.Event, error)
 
-	// IssueToken returns an identity token for the user of tenant, valid
-	// for the store's token lifetime. A store may hand back the user's
-	// current token while it has more than half its life left.
-	IssueToken(ctx context.Context, user, tenant string) (Token, error)
+	// IssueToken returns an identity token for the user of tenant under
+	// the key stamp, valid for the store's token lifetime. A store may
+	// hand back the user's current token, of the same tenant and stamp,
+	// while it has more than half its life left.
+	IssueToken(ctx context.Context, user, tenant, stamp string) (Token, error)
 	// LookupToken returns the live token with that id (ErrNotFound when
 	// it is unknown or expired).
 	LookupToken(ctx context.Context, id string) (Token, error)
@@ -152,9 +153,13 @@ type ServiceUpdate struct {
 
 // Token is an identity token.
 type Token struct {
-	ID      string
-	User    string
-	Tenant  string
+	ID     string
+	User   string
+	Tenant string
+	// Stamp names the account's key the token was issued under (empty
+	// for dev users and for tokens stored before stamps existed): a
+	// token issued under another key is no longer current.
+	Stamp   string
 	Expires time.Time
 }
 

@@ -407,19 +407,21 @@ func (k *Keeper) heartbeat(ctx context.Context, sess registry.Session, b *beats)
 	}
 	b.failures++
 	left := b.deadline.Sub(now)
+	asked := askedWait(err, b.backoff.MaxInterval)
 	var delay time.Duration
 	switch {
-	case left > 0 && b.failures == 1:
+	case left > 0 && b.failures == 1 && asked == 0:
 		// Often a connection the registry closed: retry at once.
 	case left > 0:
-		delay = min(b.backoff.NextBackOff(), left)
+		// Never after the deadline, whatever the registry asked.
+		delay = min(max(b.backoff.NextBackOff(), asked), left)
 	default:
 		if !b.overdue {
 			k.logger().Warn("no heartbeat got through within the session timeout; the session has probably expired, and will be replaced as soon as the registry says so",
 				zap.Int("failures", b.failures), zap.Error(err))
 		}
 		b.overdue = true
-		delay = b.backoff.NextBackOff()
+		delay = max(b.backoff.NextBackOff(), asked)
 		if k.cfg.AbortOnFailure {
 			// A lost session is recovered within one more timeout, or never.
 			giveUpAt := b.deadline.Add(b.ttl)
@@ -487,7 +489,7 @@ func (a *attempts) failed(log *zap.Logger, op string, err error) (time.Duration,
 	case timed && now.Sub(*since) >= budget:
 		return 0, fmt.Errorf("%w: no success within one heartbeat timeout (%s): %w", ErrGaveUp, budget, err)
 	}
-	delay := a.backoff.NextBackOff()
+	delay := max(a.backoff.NextBackOff(), askedWait(err, a.backoff.MaxInterval))
 	if held {
 		delay = jitter(heldRetryInterval)
 	}
@@ -503,6 +505,15 @@ func (a *attempts) failed(log *zap.Logger, op string, err error) (time.Duration,
 			zap.Int("attempt", a.n), zap.Duration("retry_in", delay.Round(time.Millisecond)))
 	}
 	return delay, nil
+}
+
+// askedWait is the wait the registry asked for with err's reply (its
+// Retry-After: a tenant at its rate limit, a busy identity service), at
+// most ceiling, the longest retry interval: a retry never comes sooner
+// than asked, but a wrapper does not sit out a day-long rate-limit window
+// either, as refused requests cost the tenant nothing.
+func askedWait(err error, ceiling time.Duration) time.Duration {
+	return min(registry.RetryAfter(err), ceiling)
 }
 
 func callContext(ctx context.Context, budget time.Duration) (context.Context, context.CancelFunc) {

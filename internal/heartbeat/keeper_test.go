@@ -494,3 +494,45 @@ func TestCloseIsBoundedWhenACallHangs(t *testing.T) {
 		})
 	}
 }
+
+// askedToWait is a transient failure whose reply said, with Retry-After,
+// how long to wait (a tenant at its rate limit, a busy identity service).
+type askedToWait time.Duration
+
+func (a askedToWait) Error() string              { return fmt.Sprintf("rate limited; retry after %s", time.Duration(a)) }
+func (a askedToWait) RetryAfter() time.Duration { return time.Duration(a) }
+
+// A retry never comes sooner than the registry asked, nor later than the
+// longest retry interval however long it asked for: registration's is the
+// session timeout, a heartbeat's a quarter of it and never past the
+// session's deadline.
+func TestRetriesWaitWhatTheRegistryAsks(t *testing.T) {
+	tests := []struct {
+		name  string
+		what  string
+		asked time.Duration
+		gap   time.Duration // from the failure to the next call
+	}{
+		{"registration, two seconds", "create", 2 * time.Second, 2 * time.Second},
+		{"registration, an hour", "create", time.Hour, ttl},
+		{"heartbeat, half a second", "heartbeat", 500 * time.Millisecond, 500 * time.Millisecond},
+		{"heartbeat, an hour", "heartbeat", time.Hour, ttl / 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			testsupport.Synctest(t, func(t *testing.T) {
+				s := newScripted()
+				s.fail = only(tt.what, firstN(1, askedToWait(tt.asked)))
+				start(t, Config{Registry: s})
+				waitFor(t, s, tt.what+" se"+map[string]string{"create": "2", "heartbeat": "1"}[tt.what])
+				failed, next := s.at(tt.what+"-failed")[0], s.at(tt.what+" se")[0]
+				if gap := next.Sub(failed); gap != tt.gap {
+					t.Errorf("retried %s after the failure, want %s", gap, tt.gap)
+				}
+				if n := len(s.at("create se")); n != 1 {
+					t.Errorf("%d sessions made, want 1", n)
+				}
+			})
+		})
+	}
+}

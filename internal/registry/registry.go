@@ -109,3 +109,14 @@ var (
 
 // IsPermanent reports whether err is a failure that retrying cannot fix.
 func IsPermanent(err error) bool { return errors.Is(err, ErrPermanent) }
+
+// RetryAfter is how long the registry asked, with the reply that err
+// carries, to wait before trying again (a Retry-After header); 0 when it
+// did not say. Backends' errors say it with a RetryAfter method.
+func RetryAfter(err error) time.Duration {
+	var ra interface{ RetryAfter() time.Duration }
+	if errors.As(err, &ra) {
+		return ra.RetryAfter()
+	}
+	return 0
+}

@@ -464,7 +464,7 @@ func (c *Client) transportError(ctx, rctx context.Context, method, u string, err
 // apiError decodes an error reply: the API's fault, or Keystone's
 // {"unauthorized":{"code":401,"message":...}} from an identity service.
 func (c *Client) apiError(method, u string, status int, hdr http.Header, reply []byte) *APIError {
-	e := &APIError{Method: method, URL: u, Status: status}
+	e := &APIError{Method: method, URL: u, Status: status, retryAfter: parseRetryAfter(hdr.Get("Retry-After"), time.Now())}
 	var f api.Fault
 	if err := json.Unmarshal(reply, &f); err == nil && f.Type != "" {
 		e.Fault = f

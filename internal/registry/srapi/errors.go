@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 )
@@ -24,6 +26,39 @@ type APIError struct {
 	// those of the identity service: only the latter's 401 means bad
 	// credentials.
 	fromRegistry bool
+	// retryAfter is the reply's Retry-After, 0 when it had none.
+	retryAfter time.Duration
+}
+
+// RetryAfter is how long the reply asked the client to wait before trying
+// again (its Retry-After header: a rate limit, a busy identity service, a
+// registry unavailable for now), 0 when it did not say.
+func (e *APIError) RetryAfter() time.Duration { return e.retryAfter }
+
+// maxRetryAfter bounds what a Retry-After is taken for: a day, the longest
+// window of the hosted service's limits. Callers bound it further.
+const maxRetryAfter = 24 * time.Hour
+
+// parseRetryAfter reads a Retry-After header (RFC 9110: whole seconds, or
+// an HTTP date) as a wait from now; 0 for none, a wait already over, or
+// one that does not parse.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if strings.TrimLeft(v, "0123456789") == "" {
+		if len(v) > 6 { // more than 11 days: past the bound anyway
+			return maxRetryAfter
+		}
+		n, _ := strconv.Atoi(v)
+		return min(time.Duration(n)*time.Second, maxRetryAfter)
+	}
+	at, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return min(max(at.Sub(now), 0), maxRetryAfter)
 }
 
 // Error reads like

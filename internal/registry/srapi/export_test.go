@@ -6,3 +6,6 @@ func (s *Session) Token() string {
 	defer s.mu.Unlock()
 	return s.token
 }
+
+// ParseRetryAfter is parseRetryAfter, for its table test.
+var ParseRetryAfter = parseRetryAfter

@@ -21,6 +21,8 @@ import (
 	"github.com/sr-wrapper/sr-wrapper/internal/registry"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/server"
+	"github.com/sr-wrapper/sr-wrapper/internal/server/ratelimit"
 	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
@@ -736,4 +738,56 @@ func newSession(t *testing.T, cfg srapi.Config) *srapi.Session {
 	}
 	t.Cleanup(func() { _ = s.Close(context.Background()) })
 	return s.(*srapi.Session)
+}
+
+// A tenant at its rate limit is refused with the seconds left in its
+// window as Retry-After, and the error says so through the backend's
+// wrapping (registry.RetryAfter), which is what paces the Keeper's
+// retries; the session's heartbeat is still answered.
+func TestRateLimitRefusalCarriesRetryAfter(t *testing.T) {
+	window := registrytest.RateWindow(t, time.Hour, 10*time.Minute)
+	reg := registrytest.Start(t, func(c *server.Config) { c.RateLimit = ratelimit.Limit{Requests: 1, Window: window} })
+	ctx := ctxFor(t, 20*time.Second)
+	s, err := backendFor(t, configFor(reg)).CreateSession(ctx, registry.SessionOptions{TTL: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Register(ctx, registry.Service{ID: "limited"})
+	if err == nil || registry.IsPermanent(err) || !strings.Contains(err.Error(), api.FaultRateLimitReached) {
+		t.Fatalf("register past the limit: %v, want a transient rateLimitReached", err)
+	}
+	left := time.Until(ratelimit.WindowStart(time.Now(), window).Add(window))
+	if ra := registry.RetryAfter(err); ra < left-2*time.Second || ra > left+2*time.Second {
+		t.Fatalf("Retry-After %s, want the %s left in the window", ra, left.Round(time.Second))
+	}
+	if err := s.Heartbeat(ctx); err != nil {
+		t.Fatalf("heartbeat at the limit: %v", err)
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 12, 2, 15, 0, 0, 0, time.UTC)
+	tests := []struct {
+		header string
+		want   time.Duration
+	}{
+		{"", 0},
+		{"0", 0},
+		{"7", 7 * time.Second},
+		{" 120 ", 2 * time.Minute},
+		{"86400", 24 * time.Hour},
+		{"86401", 24 * time.Hour},                // bounded
+		{"99999999999999999999", 24 * time.Hour}, // bounded, no overflow
+		{"-5", 0},
+		{"1.5", 0},
+		{"soon", 0},
+		{"Wed, 02 Dec 2026 15:01:30 GMT", 90 * time.Second},
+		{"Wed, 02 Dec 2026 14:59:00 GMT", 0}, // already over
+		{"Thu, 02 Dec 2027 15:00:00 GMT", 24 * time.Hour},
+	}
+	for _, tt := range tests {
+		if got := srapi.ParseRetryAfter(tt.header, now); got != tt.want {
+			t.Errorf("Retry-After %q: %s, want %s", tt.header, got, tt.want)
+		}
+	}
 }

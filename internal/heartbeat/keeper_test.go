@@ -499,7 +499,9 @@ func TestCloseIsBoundedWhenACallHangs(t *testing.T) {
 // how long to wait (a tenant at its rate limit, a busy identity service).
 type askedToWait time.Duration
 
-func (a askedToWait) Error() string              { return fmt.Sprintf("rate limited; retry after %s", time.Duration(a)) }
+func (a askedToWait) Error() string {
+	return fmt.Sprintf("rate limited; retry after %s", time.Duration(a))
+}
 func (a askedToWait) RetryAfter() time.Duration { return time.Duration(a) }
 
 // A retry never comes sooner than the registry asked, nor later than the
@@ -525,7 +527,7 @@ func TestRetriesWaitWhatTheRegistryAsks(t *testing.T) {
 				s.fail = only(tt.what, firstN(1, askedToWait(tt.asked)))
 				start(t, Config{Registry: s})
 				waitFor(t, s, tt.what+" se"+map[string]string{"create": "2", "heartbeat": "1"}[tt.what])
-				failed, next := s.at(tt.what+"-failed")[0], s.at(tt.what+" se")[0]
+				failed, next := s.at(tt.what + "-failed")[0], s.at(tt.what + " se")[0]
 				if gap := next.Sub(failed); gap != tt.gap {
 					t.Errorf("retried %s after the failure, want %s", gap, tt.gap)
 				}

@@ -411,6 +411,28 @@ func TestRedactBody(t *testing.T) {
 	}
 }
 
+// Short secrets are replaced where they stand alone, long ones wherever
+// they are.
+func TestScrub(t *testing.T) {
+	tests := []struct{ name, in, secret, want string }{
+		{"short key inside words", "the account may make 1 request", "k", "the account may make 1 request"},
+		{"short key alone", `bad key "k" for user k`, "k", `bad key "REDACTED" for user REDACTED`},
+		{"short key at the ends", "k=k", "k", "REDACTED=REDACTED"},
+		{"short key next to a digit", "k1 and 1k", "k", "k1 and 1k"},
+		{"overlapping occurrences", "aaa aa", "aa", "aaa REDACTED"},
+		{"short key with punctuation", "key -x-, not a-x", "-x-", "key REDACTED, not a-x"},
+		{"long key everywhere", "xx0123456789abcdefyy", "0123456789abcdef", "xxREDACTEDyy"},
+		{"no secret", "as it was", "", "as it was"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := scrub(tt.in, tt.secret); got != tt.want {
+				t.Fatalf("scrub(%q, %q) = %q, want %q", tt.in, tt.secret, got, tt.want)
+			}
+		})
+	}
+}
+
 // TestReauthenticatesOnceOn401 purges the server's tokens: the next call
 // gets a 401, re-authenticates and succeeds; concurrent calls share one
 // new token.

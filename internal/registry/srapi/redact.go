@@ -72,12 +72,54 @@ func redactValue(v any, inToken bool) any {
 	return v
 }
 
-// scrub replaces every occurrence of the non-empty secrets in s.
+// standAloneBelow is the length under which a secret is replaced only
+// where it stands alone (no letter or digit on either side): a dev-mode
+// key such as "k" must not turn "make" into "maREDACTEDe" in every error
+// the registry sends. A longer secret, which no message holds by chance,
+// is replaced wherever it is.
+const standAloneBelow = 8
+
+// scrub replaces the occurrences of the non-empty secrets in s.
 func scrub(s string, secrets ...string) string {
 	for _, secret := range secrets {
-		if secret != "" {
+		switch {
+		case secret == "":
+		case len(secret) >= standAloneBelow:
 			s = strings.ReplaceAll(s, secret, redacted)
+		default:
+			s = replaceStandAlone(s, secret)
 		}
 	}
 	return s
+}
+
+// replaceStandAlone replaces the occurrences of secret in s that have no
+// letter or digit next to them.
+func replaceStandAlone(s, secret string) string {
+	var b strings.Builder
+	written := 0 // s[:written] is in b
+	for from := 0; ; {
+		i := strings.Index(s[from:], secret)
+		if i < 0 {
+			break
+		}
+		i += from
+		j := i + len(secret)
+		if (i == 0 || !isWordByte(s[i-1])) && (j == len(s) || !isWordByte(s[j])) {
+			b.WriteString(s[written:i])
+			b.WriteString(redacted)
+			written, from = j, j
+		} else {
+			from = i + 1 // an overlapping occurrence may stand alone
+		}
+	}
+	if written == 0 {
+		return s
+	}
+	b.WriteString(s[written:])
+	return b.String()
+}
+
+func isWordByte(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c >= 0x80
 }

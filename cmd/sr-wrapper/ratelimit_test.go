@@ -98,23 +98,9 @@ func TestRateLimitedTenantKeepsItsServices(t *testing.T) {
 // metric reads one unlabelled sample from the registry's /metrics.
 func metric(t *testing.T, reg *registrytest.Registry, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(reg.AuthURL + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+	v, ok := registrytest.Metrics(t, http.DefaultClient, reg.AuthURL+"/metrics")[name]
+	if !ok {
+		t.Fatalf("no %s in /metrics", name)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(body), "\n") {
-		var v float64
-		if rest, ok := strings.CutPrefix(l, name+" "); ok {
-			if _, err := fmt.Sscan(rest, &v); err == nil {
-				return v
-			}
-		}
-	}
-	t.Fatalf("no %s in /metrics:\n%s", name, body)
-	return 0
+	return v
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -101,9 +102,39 @@ func (cl *connLimit) refuse(c net.Conn) {
 }
 
 // counts reports the connections counted, the idle ones among them, and
-// how many were evicted and refused so far (for tests).
+// how many were evicted and refused so far.
 func (cl *connLimit) counts() (open, idle, evicted, refused int) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	return len(cl.conns), cl.idle.Len(), cl.evictions, cl.refused
+}
+
+// collectors export the counts on /metrics: how close the API listener is
+// to --max-connections, and how often the cap acted (an evicted idle
+// connection costs its client a reconnect; a refused one, a failed call).
+func (cl *connLimit) collectors() []prometheus.Collector {
+	read := func(pick func(open, evicted, refused int) int) func() float64 {
+		return func() float64 {
+			open, _, evicted, refused := cl.counts()
+			return float64(pick(open, evicted, refused))
+		}
+	}
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sr_registry_connections",
+			Help: "Connections open on the API listener, counted against sr_registry_connections_max.",
+		}, read(func(open, _, _ int) int { return open })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "sr_registry_connections_max",
+			Help: "The API listener's connection cap: --max-connections, or less when the open-file limit is lower.",
+		}, func() float64 { return float64(cl.max) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sr_registry_connections_evicted_total",
+			Help: "Idle keep-alive connections closed to make room for a new one at the cap (their clients reconnect).",
+		}, read(func(_, evicted, _ int) int { return evicted })),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "sr_registry_connections_refused_total",
+			Help: "New connections closed at once at the cap because none was idle: raise --max-connections or add frontends.",
+		}, read(func(_, _, refused int) int { return refused })),
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,23 +112,5 @@ func metricsScraper(b *testing.B, p *registrytest.Process, tc *tls.Config) func(
 		b.Fatalf("no \"serving metrics\" line in\n%s", p.Logs())
 	}
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: tc, DisableKeepAlives: true}}
-	return func() map[string]float64 {
-		resp, err := hc.Get(url)
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out := map[string]float64{}
-		sc := bufio.NewScanner(resp.Body)
-		for sc.Scan() {
-			name, value, ok := strings.Cut(sc.Text(), " ")
-			switch name {
-			case "go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "process_resident_memory_bytes":
-				if v, err := strconv.ParseFloat(value, 64); ok && err == nil {
-					out[name] = v
-				}
-			}
-		}
-		return out
-	}
+	return func() map[string]float64 { return registrytest.Metrics(b, hc, url) }
 }

@@ -163,6 +163,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := srv.RegisterMetrics(d.limiter.collectors()...); err != nil {
+		return errors.Join(err, srv.Close())
+	}
 	l, err := net.Listen("tcp", d.cfg.Listen)
 	if err != nil {
 		return errors.Join(fmt.Errorf("listen on %s: %w", d.cfg.Listen, err), srv.Close())

@@ -384,7 +384,7 @@ func TestThousandIdleConnectionsDoNotStopTheServer(t *testing.T) {
 
 // TestConnectionCap: when the cap is reached a new connection takes the
 // place of the longest-idle one; when none is idle it is refused at once,
-// not left waiting.
+// not left waiting. /metrics counts both.
 func TestConnectionCap(t *testing.T) {
 	t.Parallel()
 	const max = 20
@@ -392,7 +392,8 @@ func TestConnectionCap(t *testing.T) {
 		t.Parallel()
 		r := start(t, Config{MaxConnections: max})
 		conns := idleConns(t, r.addr, max)
-		resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}).Get("http://" + r.addr + "/healthz")
+		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
+		resp, err := hc.Get("http://" + r.addr + "/healthz")
 		if err != nil || resp.StatusCode != http.StatusOK {
 			t.Fatalf("at the cap: %v, %v", resp, err)
 		}
@@ -407,6 +408,14 @@ func TestConnectionCap(t *testing.T) {
 		}
 		if open, _, evicted, refused := r.d.limiter.counts(); open > max || evicted != 1 || refused != 0 {
 			t.Fatalf("open %d, evicted %d, refused %d; want at most %d, 1, 0", open, evicted, refused, max)
+		}
+		// On the connection of the /healthz, so that the scrape evicts
+		// nothing more.
+		m := registrytest.Metrics(t, hc, "http://"+r.addr+"/metrics")
+		if m["sr_registry_connections"] != max || m["sr_registry_connections_max"] != max ||
+			m["sr_registry_connections_evicted_total"] != 1 || m["sr_registry_connections_refused_total"] != 0 {
+			t.Fatalf("connections %v of max %v, evicted %v, refused %v; want %d of %d, 1, 0", m["sr_registry_connections"],
+				m["sr_registry_connections_max"], m["sr_registry_connections_evicted_total"], m["sr_registry_connections_refused_total"], max, max)
 		}
 	})
 	t.Run("none idle: refused at once", func(t *testing.T) {
@@ -460,6 +469,12 @@ func TestConnectionCap(t *testing.T) {
 			resp.Body.Close()
 			return nil
 		})
+		// The probes above may have been refused too, before the busy
+		// connections were gone; none was idle to evict.
+		m := registrytest.Metrics(t, &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}, "http://"+r.addr+"/metrics")
+		if m["sr_registry_connections_refused_total"] < 1 || m["sr_registry_connections_evicted_total"] != 0 {
+			t.Fatalf("refused %v, evicted %v; want at least 1, 0", m["sr_registry_connections_refused_total"], m["sr_registry_connections_evicted_total"])
+		}
 	})
 }
 

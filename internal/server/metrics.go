@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"net"
 	"net/http"
@@ -305,4 +306,15 @@ func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 // them. The Server is closed at the end, as by Serve.
 func (s *Server) ServeWithMetrics(ctx context.Context, l, ml net.Listener) error {
 	return s.ServeListeners(ctx, l, ml, HTTPLimits{})
+}
+
+// RegisterMetrics adds collectors of the process around the server (its
+// listeners' connection counts, say) to the metrics it serves.
+func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {
+	for _, c := range cs {
+		if err := s.metrics.registry.Register(c); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
+	return nil
 }

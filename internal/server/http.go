@@ -47,6 +47,24 @@ type call struct {
 	// start and sw (which w writes to) are for the requests histogram.
 	start time.Duration
 	sw    statusWriter
+	// chunked is the body of a request that announced no length, nil for
+	// the others: a fault that comes before it is read lingers (see
+	// lingeringFault).
+	chunked *trackedBody
+}
+
+// trackedBody tells whether a request body was read to its end.
+type trackedBody struct {
+	io.ReadCloser
+	done bool
+}
+
+func (b *trackedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err == io.EOF {
+		b.done = true
+	}
+	return n, err
 }
 
 // newCall starts answering r: its transaction id, and the writer that
@@ -55,6 +73,10 @@ func (s *Server) newCall(w http.ResponseWriter, r *http.Request) *call {
 	c := &call{s: s, r: r, txn: s.nextTxn(), start: s.metrics.now(), sw: statusWriter{ResponseWriter: w}}
 	c.w = &c.sw
 	w.Header()[HeaderResponseID] = []string{c.txn}
+	if r.ContentLength < 0 && r.Body != nil && r.Body != http.NoBody {
+		c.chunked = &trackedBody{ReadCloser: r.Body}
+		r.Body = c.chunked
+	}
 	return c
 }
 
@@ -316,8 +338,15 @@ func (c *call) valid(errs ...error) bool {
 	return true
 }
 
-// fault answers an API fault.
+// fault answers an API fault; one that refuses a chunked body before
+// reading it lingers (see lingeringFault). A body with a length is read
+// before any fault or, over the limit, gets its own lingering 413; net/http
+// itself discards what the handler left of it.
 func (c *call) fault(code int, typ, message, details string) {
+	if c.chunked != nil && !c.chunked.done {
+		c.lingeringFault(code, typ, message, details)
+		return
+	}
 	c.json(code, api.Fault{Type: typ, Code: code, Message: message, Details: details, TxnID: c.txn})
 }
 
@@ -457,21 +486,28 @@ func (c *call) body() ([]byte, bool) {
 	return body, true
 }
 
-// tooLarge answers 413 and closes the connection after a lingering read
-// of the rest of the body (lingerBytes at most, for lingerTime at most).
-// Clients such as Python's urllib and requests send the whole body before
-// they read: closing with their data unread would send them a TCP reset,
-// which destroys the 413 in their receive buffer, and they would report
-// "connection reset by peer" instead. A client that asked for
-// "100-continue" has not sent the body and gets the 413 alone.
+// tooLarge answers 413 to a body over the limit (see lingeringFault).
 func (c *call) tooLarge() {
+	c.lingeringFault(http.StatusRequestEntityTooLarge, api.FaultRequestTooLarge, "Request body too large",
+		fmt.Sprintf("the body may be at most %d bytes", c.s.maxBody))
+}
+
+// lingeringFault answers a fault to a request whose body is still coming
+// (over the limit, or chunked and refused before it was read) and closes
+// the connection after a lingering read of the rest of the body
+// (lingerBytes at most, for lingerTime at most), as nginx's lingering
+// close does. Clients such as Python's urllib and requests send the whole
+// body before they read: closing with their data unread would send them a
+// TCP reset, which destroys the fault in their receive buffer, and they
+// would report "connection reset by peer" instead. A client that asked
+// for "100-continue" has not sent the body and gets the fault alone.
+func (c *call) lingeringFault(code int, typ, message, details string) {
 	rc := http.NewResponseController(c.w)
 	// Reading the body after the reply is what full duplex allows;
 	// without it net/http would give up on the body at once.
 	fullDuplex := rc.EnableFullDuplex() == nil
 	c.w.Header().Set("Connection", "close")
-	c.fault(http.StatusRequestEntityTooLarge, api.FaultRequestTooLarge, "Request body too large",
-		fmt.Sprintf("the body may be at most %d bytes", c.s.maxBody))
+	c.json(code, api.Fault{Type: typ, Code: code, Message: message, Details: details, TxnID: c.txn})
 	if !fullDuplex || strings.EqualFold(c.r.Header.Get("Expect"), "100-continue") {
 		return
 	}

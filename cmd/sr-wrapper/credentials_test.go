@@ -1,14 +1,19 @@
 package main_test
 
 import (
+	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 	"github.com/sr-wrapper/sr-wrapper/internal/server"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 )
 
 // TestHashedCredentials: the wrapper registers with a registry that keeps
@@ -33,5 +38,59 @@ func TestHashedCredentials(t *testing.T) {
 	}
 	if l := w.stderr.all(func(l line) bool { return strings.Contains(l.Text, key) }); len(l) != 0 {
 		t.Fatalf("the wrapper logged its API key: %s", l[0].Text)
+	}
+}
+
+// A key rotated the documented way, first in the wrapper's --api-key-file
+// and then in the registry (whose reload ends the old key's tokens at
+// once), is picked up at the next authentication: the wrapper keeps its
+// session and its service, heartbeats on, and logs neither key.
+func TestKeyRotationKeepsTheSession(t *testing.T) {
+	t.Parallel()
+	oldKey, newKey := "old-key-"+randomHex(8), "new-key-"+randomHex(8)
+	account := func(key string) server.Credential {
+		return server.Credential{Username: "rotating", APIKey: key, Tenant: "100043"}
+	}
+	reg := registrytest.Start(t, registrytest.WithCredentials(account(oldKey)))
+	keyFile := filepath.Join(t.TempDir(), "api-key")
+	if err := os.WriteFile(keyFile, []byte(oldKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	flags := append(withoutFlag(newAccountAs(t, reg.URL, "rotating", oldKey).flags(reg.URL, "rotating"), "--api-key"), "--api-key-file", keyFile)
+	w := startWrapper(t, cmdline(flags, fakeproc("--ready", "--exit-on-term", "0")...))
+	w.ready()
+	sid := w.registered()
+
+	if err := os.WriteFile(keyFile, []byte(newKey+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rotated := time.Now()
+	reg.SetCredentials(account(newKey))
+	w.waitLog(eventWait, "the API key file holds a new key: authenticating with it")
+	acct := newAccountAs(t, reg.URL, "rotating", newKey)
+	testsupport.Eventually(t, 3*ttl, "a heartbeat after the rotation", func() error {
+		ctx, cancel := callCtx()
+		defer cancel()
+		s, err := acct.API.GetSession(ctx, sid)
+		if err != nil {
+			return err
+		}
+		if s.LastSeen == nil || time.UnixMilli(*s.LastSeen).Before(rotated) {
+			return fmt.Errorf("session %s last seen before the rotation", sid)
+		}
+		return nil
+	})
+	if svc := acct.mustService(t, "rotating"); svc.SessionID != sid {
+		t.Fatalf("service in session %s after the rotation, want %s", svc.SessionID, sid)
+	}
+	if n := sessionsCreated(w); n != 1 {
+		t.Fatalf("the wrapper created %d sessions, want 1 (the rotation must not cost the session)", n)
+	}
+	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
+		t.Fatalf("exit code %d, want 0", code)
+	}
+	w.waitLog(eventWait, "deregistered")
+	if l := w.stderr.all(func(l line) bool { return strings.Contains(l.Text, oldKey) || strings.Contains(l.Text, newKey) }); len(l) != 0 {
+		t.Fatalf("the wrapper logged an API key: %s", l[0].Text)
 	}
 }

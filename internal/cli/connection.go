@@ -3,13 +3,13 @@ package cli
 import (
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/etcdconf"
 	"github.com/sr-wrapper/sr-wrapper/internal/registry/srapi"
+	"github.com/sr-wrapper/sr-wrapper/internal/secretfile"
 )
 
 // Connection holds the flags that say which registry to use and how to log
@@ -69,8 +69,11 @@ type ResolvedConnection struct {
 	AuthURL     string
 	Username    string
 	APIKey      string
-	Insecure    bool
-	Debug       bool
+	// APIKeyFile is --api-key-file when the key came from it: the client
+	// reads it again at each authentication (a key rotated on disk).
+	APIKeyFile string
+	Insecure   bool
+	Debug      bool
 	// TLS names the PEM files of --cacert, --cert and --key, checked
 	// for their framing only: the client parses them at its first
 	// connection.
@@ -225,6 +228,9 @@ func (c *HTTPConnection) identity(getenv func(string) string) (*ResolvedConnecti
 		return nil, err
 	}
 	r.APIKey = key
+	if c.APIKey == "" {
+		r.APIKeyFile = c.APIKeyFile
+	}
 	return r, nil
 }
 
@@ -293,14 +299,9 @@ func secret(flag, value, fileFlag, file, env string, getenv func(string) string)
 		return value, nil
 	}
 	if file != "" {
-		b, err := os.ReadFile(file)
+		line, err := secretfile.Read(file)
 		if err != nil {
 			return "", fmt.Errorf("%s: %w", fileFlag, err)
-		}
-		line, _, _ := strings.Cut(string(b), "\n")
-		line = strings.TrimSpace(line)
-		if line == "" {
-			return "", fmt.Errorf("%s: %s is empty", fileFlag, file)
 		}
 		return line, nil
 	}
@@ -314,6 +315,7 @@ func (r *ResolvedConnection) SRAPIConfig(log *zap.Logger, userAgent string) srap
 		AuthURL:            r.AuthURL,
 		Username:           r.Username,
 		APIKey:             r.APIKey,
+		APIKeyFile:         r.APIKeyFile,
 		InsecureSkipVerify: r.Insecure,
 		TLS:                r.TLS,
 		Logger:             log,

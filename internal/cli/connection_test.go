@@ -2,6 +2,8 @@ package cli
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -153,5 +155,39 @@ func TestRegistryListFromTheEnvironment(t *testing.T) {
 	if _, err := ParseWrapper(args, buildinfo.Info{Version: "test"}, func(string) string { return "" }, io.Discard, io.Discard); err == nil ||
 		!strings.Contains(err.Error(), `--registry: registry URL 3 of 3 "ftp://10.0.0.3/v1.0": scheme must be http or https`) {
 		t.Fatalf("bad list in the environment: %v", err)
+	}
+}
+
+// The client is told the key file only when the key came from it, so
+// that it reads the file again at each authentication; a key given by
+// flag or environment is the one it keeps.
+func TestAPIKeyFileIsPassedOnOnlyWhenUsed(t *testing.T) {
+	keyFile := filepath.Join(t.TempDir(), "key")
+	if err := os.WriteFile(keyFile, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name          string
+		args          []string
+		env           map[string]string
+		key, fileSeen string
+	}{
+		{"file", []string{"--api-key-file=" + keyFile}, nil, "from-file", keyFile},
+		{"flag", []string{"--api-key=from-flag"}, nil, "from-flag", ""},
+		{"environment", nil, map[string]string{"SR_API_KEY": "from-env"}, "from-env", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--id=web-1", "--registry=http://127.0.0.1:8181/v1.0", "--username=alice"}, tt.args...)
+			args = append(args, "--", "sleep", "1")
+			cfg, err := ParseWrapper(args, buildinfo.Info{Version: "test"}, func(k string) string { return tt.env[k] }, io.Discard, io.Discard)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := cfg.Connection.SRAPIConfig(nil, "test")
+			if sc.APIKey != tt.key || sc.APIKeyFile != tt.fileSeen {
+				t.Fatalf("key %q, key file %q; want %q, %q", sc.APIKey, sc.APIKeyFile, tt.key, tt.fileSeen)
+			}
+		})
 	}
 }

@@ -195,6 +195,20 @@ func (r *Registry) Restart() {
 	r.start(r.Addr)
 }
 
+// SetCredentials replaces the running server's accounts, as sr-registry's
+// SIGHUP reload of --credentials does (tokens of accounts removed, moved
+// or given another key stop working), and keeps them for a Restart.
+func (r *Registry) SetCredentials(creds ...server.Credential) {
+	r.t.Helper()
+	r.mu.Lock()
+	srv := r.srv
+	r.cfg.Credentials = creds
+	r.mu.Unlock()
+	if err := srv.SetCredentials(creds); err != nil {
+		r.t.Fatalf("registrytest: set credentials: %v", err)
+	}
+}
+
 // Identity is what Authenticate and Login return.
 type Identity struct {
 	Token    string // the X-Auth-Token value

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
+	"github.com/sr-wrapper/sr-wrapper/internal/secretfile"
 )
 
 // maxReplyBody bounds what is read of a reply; the largest legitimate one,
@@ -45,7 +47,7 @@ const tokenRenewMargin = time.Minute
 type Client struct {
 	ep       endpoints
 	username string
-	apiKey   string
+	keyFile  string
 	tr       *http.Transport
 	hc       *http.Client
 	timeout  time.Duration
@@ -66,9 +68,15 @@ type Client struct {
 	// authSem admits one identity request at a time; callers that wait
 	// for it can still give up through their context.
 	authSem chan struct{}
-	mu      sync.Mutex // guards tok
+	mu      sync.Mutex // guards tok and keys
 	tok     *authToken
+	// keys are the API key in use first, then the ones it replaced (at
+	// most maxKeysScrubbed in all): errors and debug logs are scrubbed of
+	// each, in case a server echoes an old one.
+	keys []string
 }
+
+const maxKeysScrubbed = 4
 
 // authToken is an identity token and the tenant it is for.
 type authToken struct {
@@ -98,7 +106,8 @@ func NewClient(cfg Config) (*Client, error) {
 	c := &Client{
 		ep:       ep,
 		username: cfg.Username,
-		apiKey:   cfg.APIKey,
+		keyFile:  cfg.APIKeyFile,
+		keys:     []string{cfg.APIKey},
 		tr:       tr,
 		hc: &http.Client{
 			Transport: tr,
@@ -215,9 +224,42 @@ func (c *Client) authenticate(ctx context.Context, stale *authToken) (*authToken
 	return t, nil
 }
 
+// loginKey is the API key to authenticate with: read again from the key
+// file when there is one (authentications are rare: one per token
+// lifetime, or after a 401), else the one given.
+func (c *Client) loginKey() string {
+	c.mu.Lock()
+	cur := c.keys[0]
+	c.mu.Unlock()
+	if c.keyFile == "" {
+		return cur
+	}
+	key, err := secretfile.Read(c.keyFile)
+	switch {
+	case err != nil:
+		c.log.Warn("cannot read the API key file again; authenticating with the key read before", zap.Error(err))
+		return cur
+	case key == cur:
+		return cur
+	}
+	c.log.Info("the API key file holds a new key: authenticating with it", zap.String("file", c.keyFile))
+	c.mu.Lock()
+	c.keys = append([]string{key}, c.keys[:min(len(c.keys), maxKeysScrubbed-1)]...)
+	c.mu.Unlock()
+	return key
+}
+
+// secrets are what errors and debug logs are scrubbed of: every API key
+// the client used, and extra.
+func (c *Client) secrets(extra ...string) []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append(slices.Clone(c.keys), extra...)
+}
+
 func (c *Client) requestToken(ctx context.Context) (*authToken, error) {
 	body, err := json.Marshal(api.AuthRequest{Auth: api.AuthCredentials{
-		APIKeyCredentials: &api.APIKeyCredentials{Username: c.username, APIKey: c.apiKey},
+		APIKeyCredentials: &api.APIKeyCredentials{Username: c.username, APIKey: c.loginKey()},
 	}})
 	if err != nil {
 		return nil, fmt.Errorf("encode credentials: %w", err)
@@ -486,8 +528,9 @@ func (c *Client) apiError(method, u string, status int, hdr http.Header, reply [
 		e.Fault.Code = status
 	}
 	// A server that echoes the credentials must not get them into an error.
-	e.Fault.Message = scrub(e.Fault.Message, c.apiKey)
-	e.Fault.Details = scrub(e.Fault.Details, c.apiKey)
+	secrets := c.secrets()
+	e.Fault.Message = scrub(e.Fault.Message, secrets...)
+	e.Fault.Details = scrub(e.Fault.Details, secrets...)
 	return e
 }
 
@@ -525,16 +568,16 @@ func (c *Client) logTransaction(req *http.Request, body []byte, resp *http.Respo
 		zap.String("method", req.Method),
 		zap.String("url", req.URL.String()),
 		zap.Any("request_headers", headers),
-		zap.String("request", redactBody(body, c.apiKey, token)),
+		zap.String("request", redactBody(body, c.secrets(token)...)),
 		zap.Duration("took", took),
 	}
 	if resp != nil {
 		fields = append(fields,
 			zap.Int("status", resp.StatusCode),
-			zap.String("response", redactBody(reply, c.apiKey, token)))
+			zap.String("response", redactBody(reply, c.secrets(token)...)))
 	}
 	if err != nil {
-		fields = append(fields, zap.String("error", scrub(err.Error(), c.apiKey, token)))
+		fields = append(fields, zap.String("error", scrub(err.Error(), c.secrets(token)...)))
 	}
 	c.log.Debug("http transaction", fields...)
 }

@@ -76,6 +76,13 @@ type Config struct {
 	// Config passed to zap.Any or json.Marshal shows no key.
 	Username string
 	APIKey   string `json:"-"`
+	// APIKeyFile, when set, is the file APIKey was read from (its first
+	// line; see secretfile). The client reads it again at each
+	// authentication, so that a key rotated on disk is used without a
+	// restart: write the new key to the file, then change it in the
+	// registry. A file that cannot be read then keeps the last key, with
+	// a warning.
+	APIKeyFile string
 	// InsecureSkipVerify disables TLS certificate verification. Only for
 	// a user who asked for it explicitly.
 	InsecureSkipVerify bool

@@ -11,10 +11,15 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/api"
 	"github.com/sr-wrapper/sr-wrapper/internal/faultproxy"
@@ -788,6 +793,62 @@ func TestParseRetryAfter(t *testing.T) {
 	for _, tt := range tests {
 		if got := srapi.ParseRetryAfter(tt.header, now); got != tt.want {
 			t.Errorf("Retry-After %q: %s, want %s", tt.header, got, tt.want)
+		}
+	}
+}
+
+// With APIKeyFile the client reads the key again at each authentication:
+// a key rotated on disk and then in the registry is used without a
+// restart, and a file that cannot be read keeps the last key, with a
+// warning.
+func TestKeyFileIsReadAgainAtEachAuthentication(t *testing.T) {
+	account := func(key string) server.Credential {
+		return server.Credential{Username: itUser, APIKey: key, Tenant: "100044"}
+	}
+	reg := registrytest.Start(t, registrytest.WithCredentials(account("first-key-0123")))
+	keyFile := filepath.Join(t.TempDir(), "api-key")
+	write := func(key string) {
+		t.Helper()
+		if err := os.WriteFile(keyFile, []byte(key+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("first-key-0123")
+	core, logs := observer.New(zap.InfoLevel)
+	cfg := configFor(reg)
+	cfg.APIKey, cfg.APIKeyFile, cfg.Logger = "first-key-0123", keyFile, zap.New(core)
+	c := clientFor(t, cfg)
+	ctx := ctxFor(t, 20*time.Second)
+	call := func(when string) {
+		t.Helper()
+		if _, err := c.Limits(ctx); err != nil {
+			t.Fatalf("%s: %v", when, err)
+		}
+	}
+	call("the first call")
+
+	// Unreadable: the restart forgets every token, the client logs in
+	// again with the key it has.
+	if err := os.Remove(keyFile); err != nil {
+		t.Fatal(err)
+	}
+	reg.Restart()
+	call("with the key file gone")
+	if n := logs.FilterMessage("cannot read the API key file again; authenticating with the key read before").Len(); n != 1 {
+		t.Fatalf("%d warnings of the unreadable file, want 1", n)
+	}
+
+	// Rotated: on disk first, then in the registry, whose reload ends the
+	// old key's token.
+	write("second-key-0123")
+	reg.SetCredentials(account("second-key-0123"))
+	call("after the rotation")
+	if n := logs.FilterMessage("the API key file holds a new key: authenticating with it").Len(); n != 1 {
+		t.Fatalf("%d notices of the new key, want 1", n)
+	}
+	for _, e := range logs.All() {
+		if s := fmt.Sprint(e.Message, e.ContextMap()); strings.Contains(s, "first-key") || strings.Contains(s, "second-key") {
+			t.Fatalf("a key in the log: %s", s)
 		}
 	}
 }

@@ -52,25 +52,28 @@ func (cl *connLimit) track(c net.Conn, st http.ConnState) {
 		cl.conns[c] = nil
 	case http.StateActive:
 		// A connection already evicted or refused is no longer counted.
-		if e, ok := cl.conns[c]; ok && e != nil {
-			cl.idle.Remove(e)
+		if cl.unidle(c) {
 			cl.conns[c] = nil
 		}
 	case http.StateIdle:
-		if e, ok := cl.conns[c]; ok {
-			if e != nil {
-				cl.idle.Remove(e)
-			}
+		if cl.unidle(c) {
 			cl.conns[c] = cl.idle.PushBack(c)
 		}
 	case http.StateClosed, http.StateHijacked:
-		if e, ok := cl.conns[c]; ok {
-			if e != nil {
-				cl.idle.Remove(e)
-			}
+		if cl.unidle(c) {
 			delete(cl.conns, c)
 		}
 	}
+}
+
+// unidle takes c off the idle list if it is on it, and reports whether c
+// is counted at all.
+func (cl *connLimit) unidle(c net.Conn) bool {
+	e, ok := cl.conns[c]
+	if ok && e != nil {
+		cl.idle.Remove(e)
+	}
+	return ok
 }
 
 // evictIdle closes the longest-idle connection and forgets it, making room

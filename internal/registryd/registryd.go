@@ -124,32 +124,15 @@ func New(cfg Config) (*Daemon, error) {
 // Run serves until ctx is done, then shuts down gracefully (in-flight
 // requests finish, up to 10 s). It returns nil after a clean shutdown.
 func (d *Daemon) Run(ctx context.Context) error {
-	// The SIGHUP goroutine ends with Run, whatever ends it.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	reload := d.cfg.Reload
-	if reload == nil {
+	// A reload comes from Config.Reload or, without it, from SIGHUP; the
+	// other channel stays nil, which a select never receives from.
+	var hup chan os.Signal
+	if d.cfg.Reload == nil {
 		// Before anything listens: a SIGHUP sent once the process says it
 		// listens must not kill it.
-		hup := make(chan os.Signal, 1)
+		hup = make(chan os.Signal, 1)
 		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
-		rc := make(chan struct{})
-		go func() {
-			for {
-				select {
-				case <-hup:
-					select {
-					case rc <- struct{}{}:
-					case <-ctx.Done():
-						return
-					}
-				case <-ctx.Done():
-					return
-				}
-			}
-		}()
-		reload = rc
 	}
 
 	max, clamped, limit := capToFileLimit(d.max)
@@ -225,7 +208,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		select {
 		case err := <-done:
 			return err
-		case <-reload:
+		case <-hup:
+			d.reload(srv)
+		case <-d.cfg.Reload:
 			d.reload(srv)
 		}
 	}

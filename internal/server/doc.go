@@ -80,7 +80,8 @@
 // (LoadCredentials; in dev mode any other username is its own tenant) and
 // issues a token; every other call is checked against the token, a map
 // lookup, and against the current accounts (a reload that removed the
-// account or moved it to another tenant ends its tokens). A key kept as a
+// account, moved it to another tenant or changed its key ends its tokens:
+// each token carries a stamp of the key it was issued under). A key kept as a
 // bcrypt hash costs tens of milliseconds to verify, so (auth.go): a
 // successful verification is cached for the accounts' generation
 // (SetCredentials starts a new one), logins with the same key wait for the

@@ -11,6 +11,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"os"
 	"regexp"
@@ -250,13 +251,19 @@ type account struct {
 // guess of a clear key for whoever reads etcd.
 func keyStamp(username string, key []byte) string {
 	h := sha256.New()
+	h.Write([]byte("sr-registry key stamp\x00"))
+	writeUserKey(h, username, key)
+	return hex.EncodeToString(h.Sum(nil)[:4])
+}
+
+// writeUserKey writes a username and a key to h, the username
+// length-prefixed so that no two pairs write the same bytes.
+func writeUserKey(h hash.Hash, username string, key []byte) {
 	var n [8]byte
 	binary.BigEndian.PutUint64(n[:], uint64(len(username)))
-	h.Write([]byte("sr-registry key stamp\x00"))
 	h.Write(n[:])
 	h.Write([]byte(username))
 	h.Write(key)
-	return hex.EncodeToString(h.Sum(nil)[:4])
 }
 
 // flight is one bcrypt verification that others may wait for.
@@ -316,15 +323,10 @@ func newCredentials(dev bool, creds []Credential, log *zap.Logger) (*credentials
 }
 
 // verifyKey is the cache key of a username and API key: an HMAC-SHA256
-// under the generation's macKey, length-prefixed so that no two pairs
-// give the same input.
+// under the generation's macKey.
 func (cs *credentials) verifyKey(username, apiKey string) [32]byte {
 	m := hmac.New(sha256.New, cs.macKey[:])
-	var n [8]byte
-	binary.BigEndian.PutUint64(n[:], uint64(len(username)))
-	m.Write(n[:])
-	m.Write([]byte(username))
-	m.Write([]byte(apiKey))
+	writeUserKey(m, username, []byte(apiKey))
 	var out [32]byte
 	m.Sum(out[:0])
 	return out
@@ -356,8 +358,9 @@ type busyError struct {
 
 func (e *busyError) Error() string { return e.reason }
 
-// check returns the tenant of a username and API key from src (the
-// source's key, see sourceKey), errWrongCredentials, or a *busyError.
+// check returns the account of a username and API key from src (the
+// source's key, see sourceKey; a dev user's account has its dev tenant
+// and no stamp), errWrongCredentials, or a *busyError.
 // Accounts of the credentials win over dev mode, so a dev server can
 // still pin some users to fixed tenants. Only the verification of a hash
 // is costly, and g bounds it: cache hits and dev users never wait nor

@@ -80,7 +80,8 @@ func (lim HTTPLimits) httpServer(ctx context.Context, h http.Handler, log *zap.L
 
 // ServeListeners serves the API on l and, when ml is not nil, the metrics
 // on ml (ServeMetrics), with lim's timeouts, until ctx is done or either
-// fails, which stops both. The listeners may be TLS listeners
+// fails, which stops both: a server asked for its metrics elsewhere does
+// not go on without them. The listeners may be TLS listeners
 // (tls.NewListener): requests then see r.TLS and the replies' URLs say
 // https. The Server is closed at the end, as by Serve.
 func (s *Server) ServeListeners(ctx context.Context, l, ml net.Listener, lim HTTPLimits) error {

@@ -300,14 +300,6 @@ func (s *Server) ServeMetrics(ctx context.Context, l net.Listener) error {
 	return s.serveMetricsOn(ctx, l, HTTPLimits{}.withDefaults())
 }
 
-// ServeWithMetrics serves the API on l (Serve) and the metrics on ml
-// (ServeMetrics) until ctx is done or either of them fails, which stops
-// both: a server asked for its metrics elsewhere does not go on without
-// them. The Server is closed at the end, as by Serve.
-func (s *Server) ServeWithMetrics(ctx context.Context, l, ml net.Listener) error {
-	return s.ServeListeners(ctx, l, ml, HTTPLimits{})
-}
-
 // RegisterMetrics adds collectors of the process around the server (its
 // listeners' connection counts, say) to the metrics it serves.
 func (s *Server) RegisterMetrics(cs ...prometheus.Collector) error {

@@ -564,20 +564,21 @@ func (c *Client) logTransaction(req *http.Request, body []byte, resp *http.Respo
 	if _, ok := headers["X-Auth-Token"]; ok {
 		headers["X-Auth-Token"] = redacted
 	}
+	secrets := c.secrets(token)
 	fields := []zap.Field{
 		zap.String("method", req.Method),
 		zap.String("url", req.URL.String()),
 		zap.Any("request_headers", headers),
-		zap.String("request", redactBody(body, c.secrets(token)...)),
+		zap.String("request", redactBody(body, secrets...)),
 		zap.Duration("took", took),
 	}
 	if resp != nil {
 		fields = append(fields,
 			zap.Int("status", resp.StatusCode),
-			zap.String("response", redactBody(reply, c.secrets(token)...)))
+			zap.String("response", redactBody(reply, secrets...)))
 	}
 	if err != nil {
-		fields = append(fields, zap.String("error", scrub(err.Error(), c.secrets(token)...)))
+		fields = append(fields, zap.String("error", scrub(err.Error(), secrets...)))
 	}
 	c.log.Debug("http transaction", fields...)
 }

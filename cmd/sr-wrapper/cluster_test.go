@@ -54,9 +54,7 @@ func TestWrapperGivenEveryFrontendStaysInItsSessionWhenOneIsKilled(t *testing.T)
 		return lastSeen() > after+ttl.Milliseconds()
 	})
 	w.waitLog(eventWait, movedMsg)
-	if svc := acct.mustService(t, "clustered"); svc.SessionID != sid {
-		t.Fatalf("service in session %s, want %s", svc.SessionID, sid)
-	}
+	acct.mustServiceIn(t, "clustered", sid, "after the move")
 	if sessions := acct.sessions(t); len(sessions) != 1 || sessions[0].ID != sid {
 		t.Fatalf("sessions %+v, want %s alone", sessions, sid)
 	}

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -30,15 +29,11 @@ func TestHashedCredentials(t *testing.T) {
 	w := startWrapper(t, cmdline(acct.flags(reg.URL, "hashed-key"), fakeproc("--ready", "--exit-on-term", "0")...))
 	w.ready()
 	sid := w.registered()
-	if svc := acct.mustService(t, "hashed-key"); svc.SessionID != sid {
-		t.Fatalf("service in session %s, want %s", svc.SessionID, sid)
-	}
+	acct.mustServiceIn(t, "hashed-key", sid, "once registered")
 	if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 		t.Fatalf("exit code %d, want 0", code)
 	}
-	if l := w.stderr.all(func(l line) bool { return strings.Contains(l.Text, key) }); len(l) != 0 {
-		t.Fatalf("the wrapper logged its API key: %s", l[0].Text)
-	}
+	w.mustNotLog(key)
 }
 
 // A key rotated the documented way, first in the wrapper's --api-key-file
@@ -80,9 +75,7 @@ func TestKeyRotationKeepsTheSession(t *testing.T) {
 		}
 		return nil
 	})
-	if svc := acct.mustService(t, "rotating"); svc.SessionID != sid {
-		t.Fatalf("service in session %s after the rotation, want %s", svc.SessionID, sid)
-	}
+	acct.mustServiceIn(t, "rotating", sid, "after the rotation")
 	if n := sessionsCreated(w); n != 1 {
 		t.Fatalf("the wrapper created %d sessions, want 1 (the rotation must not cost the session)", n)
 	}
@@ -90,7 +83,5 @@ func TestKeyRotationKeepsTheSession(t *testing.T) {
 		t.Fatalf("exit code %d, want 0", code)
 	}
 	w.waitLog(eventWait, "deregistered")
-	if l := w.stderr.all(func(l line) bool { return strings.Contains(l.Text, oldKey) || strings.Contains(l.Text, newKey) }); len(l) != 0 {
-		t.Fatalf("the wrapper logged an API key: %s", l[0].Text)
-	}
+	w.mustNotLog(oldKey, newKey)
 }

@@ -51,9 +51,7 @@ func TestFailoverKeepsTheSession(t *testing.T) {
 	if len(sessions) != 1 || sessions[0].ID != sid {
 		t.Fatalf("sessions in the registry: %+v; want %s alone", sessions, sid)
 	}
-	if svc := acct.mustService(t, "two-frontends"); svc.SessionID != sid {
-		t.Fatalf("service in session %s, want %s", svc.SessionID, sid)
-	}
+	acct.mustServiceIn(t, "two-frontends", sid, "after the failover")
 	if n := sessionsCreated(w); n != 1 {
 		t.Fatalf("%d sessions created, want 1", n)
 	}

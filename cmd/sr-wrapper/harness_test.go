@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -510,6 +511,26 @@ func (a *account) mustService(t *testing.T, id string) *api.Service {
 		t.Fatalf("GET /services/%s: %v, %v; want the service", id, s, err)
 	}
 	return s
+}
+
+// mustServiceIn fails the test unless the registry has the service in
+// session sid (when says at which point of the test).
+func (a *account) mustServiceIn(t *testing.T, id, sid, when string) {
+	t.Helper()
+	if svc := a.mustService(t, id); svc.SessionID != sid {
+		t.Fatalf("service %s in session %s %s, want %s", id, svc.SessionID, when, sid)
+	}
+}
+
+// mustNotLog fails the test if any of the wrapper's log lines holds one of
+// the secrets.
+func (p *proc) mustNotLog(secrets ...string) {
+	p.t.Helper()
+	for _, l := range p.stderr.all(func(l line) bool {
+		return slices.ContainsFunc(secrets, func(s string) bool { return strings.Contains(l.Text, s) })
+	}) {
+		p.t.Fatalf("the wrapper logged a secret: %s", l.Text)
+	}
 }
 
 // mustBeAbsent fails the test unless the registry says 404 for the service.

@@ -43,9 +43,7 @@ func TestTLSWithAPrivateCAAndAClientCertificate(t *testing.T) {
 			w := startWrapper(t, cmdline(append(acct.flags(httpsURL, "over-tls"), tt.flags...), fakeproc("--ready", "--exit-on-term", "0")...))
 			w.ready()
 			sid := w.registered()
-			if svc := acct.mustService(t, "over-tls"); svc.SessionID != sid {
-				t.Fatalf("service in session %s, want %s", svc.SessionID, sid)
-			}
+			acct.mustServiceIn(t, "over-tls", sid, "over TLS")
 			if code, _ := w.stop(syscall.SIGTERM); code != 0 {
 				t.Fatalf("exit code %d, want 0", code)
 			}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
+	"github.com/sr-wrapper/sr-wrapper/internal/testsupport"
 	"github.com/sr-wrapper/sr-wrapper/internal/tlstest"
 )
 
@@ -57,7 +58,9 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				warm := dial()
 				oneRequest(b, warm, p.Addr)
 				warm.Close()
-				time.Sleep(500 * time.Millisecond)
+				testsupport.EventuallyTrue(b, 10*time.Second, "the server to see the warm-up connection closed", func() bool {
+					return scrape()["sr_registry_connections"] == 0
+				})
 				before := scrape()
 				open := make([]net.Conn, 0, conns)
 				for range conns {

@@ -342,8 +342,14 @@ func TestKeepAliveOutlivesTheReadTimeout(t *testing.T) {
 
 // idleConns opens n connections that each make one keep-alive request and
 // then stay open, idle, until the test ends.
-func idleConns(t *testing.T, addr string, n int) []net.Conn {
+// idleConns opens n keep-alive connections, one request each, and returns
+// once the server counts them all idle: net/http marks a connection idle
+// only after the client may have read its response, so on a busy machine
+// the order in which they become idle is not the order they were opened
+// until each has been seen idle.
+func idleConns(t *testing.T, r *running, n int) []net.Conn {
 	t.Helper()
+	addr := r.addr
 	conns := make([]net.Conn, 0, n)
 	t.Cleanup(func() {
 		for _, c := range conns {
@@ -367,6 +373,11 @@ func idleConns(t *testing.T, addr string, n int) []net.Conn {
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 		_ = c.SetDeadline(time.Time{})
+		// One at a time, so that the idle list is in the order opened.
+		testsupport.EventuallyTrue(t, 5*time.Second, fmt.Sprintf("connection %d idle", len(conns)), func() bool {
+			_, idle, _, _ := r.d.limiter.counts()
+			return idle >= len(conns)
+		})
 	}
 	return conns
 }
@@ -374,7 +385,7 @@ func idleConns(t *testing.T, addr string, n int) []net.Conn {
 func TestThousandIdleConnectionsDoNotStopTheServer(t *testing.T) {
 	t.Parallel()
 	r := start(t, Config{})
-	idleConns(t, r.addr, 1000)
+	idleConns(t, r, 1000)
 	start := time.Now()
 	resp, err := (&http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}).Get("http://" + r.addr + "/healthz")
 	if err != nil || resp.StatusCode != http.StatusOK {
@@ -396,7 +407,7 @@ func TestConnectionCap(t *testing.T) {
 	t.Run("the longest-idle connection makes room", func(t *testing.T) {
 		t.Parallel()
 		r := start(t, Config{MaxConnections: max})
-		conns := idleConns(t, r.addr, max)
+		conns := idleConns(t, r, max)
 		hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{}}
 		resp, err := hc.Get("http://" + r.addr + "/healthz")
 		if err != nil || resp.StatusCode != http.StatusOK {

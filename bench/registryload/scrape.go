@@ -3,13 +3,11 @@ package main
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
 
 // scrapeEvery GETs http://addr/metrics every d (never when d is 0) until
@@ -54,24 +52,13 @@ func scrapeEvery(addr string, d time.Duration) (stop func() error) {
 // scrapeHeartbeats GETs http://addr/metrics and returns the server's
 // sr_registry_heartbeats_total.
 func scrapeHeartbeats(addr string) (float64, error) {
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get("http://" + addr + "/metrics")
+	mfs, err := registrytest.Scrape(&http.Client{Timeout: 10 * time.Second}, "http://"+addr+"/metrics")
 	if err != nil {
-		return 0, fmt.Errorf("scrape /metrics: %w", err)
+		return 0, err
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-		return 0, fmt.Errorf("scrape /metrics: %s: %s", resp.Status, body)
-	}
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	mfs, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		return 0, fmt.Errorf("scrape /metrics: %w", err)
-	}
-	mf := mfs["sr_registry_heartbeats_total"]
-	if mf == nil || len(mf.GetMetric()) != 1 {
+	v, ok := registrytest.Unlabelled(mfs)["sr_registry_heartbeats_total"]
+	if !ok {
 		return 0, errors.New("scrape /metrics: no sr_registry_heartbeats_total")
 	}
-	return mf.GetMetric()[0].GetCounter().GetValue(), nil
+	return v, nil
 }

@@ -11,9 +11,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/sr-wrapper/sr-wrapper/internal/registrytest"
 )
 
@@ -48,19 +45,14 @@ func logField(t *testing.T, logs, msg, field string) string {
 	return ""
 }
 
-// heartbeats reads sr_registry_heartbeats_total from an exposition.
-func heartbeats(t *testing.T, exposition string) float64 {
+// heartbeats scrapes url (a /metrics) for sr_registry_heartbeats_total.
+func heartbeats(t *testing.T, url string) float64 {
 	t.Helper()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	mfs, err := p.TextToMetricFamilies(strings.NewReader(exposition))
-	if err != nil {
-		t.Fatalf("parse /metrics: %v", err)
+	v, ok := registrytest.Metrics(t, http.DefaultClient, url)["sr_registry_heartbeats_total"]
+	if !ok {
+		t.Fatalf("no sr_registry_heartbeats_total in %s", url)
 	}
-	mf := mfs["sr_registry_heartbeats_total"]
-	if mf == nil || len(mf.GetMetric()) != 1 {
-		t.Fatalf("no sr_registry_heartbeats_total in /metrics:\n%s", exposition)
-	}
-	return mf.GetMetric()[0].GetCounter().GetValue()
+	return v
 }
 
 // By default /metrics is on the API listener. With --metrics-listen it is
@@ -71,11 +63,7 @@ func TestMetricsListen(t *testing.T) {
 
 	t.Run("default", func(t *testing.T) {
 		p := registrytest.StartProcess(t, bin)
-		code, body := get(t, p.AuthURL+"/metrics")
-		if code != http.StatusOK {
-			t.Fatalf("GET /metrics on the API listener: %d", code)
-		}
-		heartbeats(t, body)
+		heartbeats(t, p.AuthURL+"/metrics")
 	})
 
 	t.Run("separate", func(t *testing.T) {
@@ -119,8 +107,7 @@ func TestMetricsListen(t *testing.T) {
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("heartbeat: %d", resp.StatusCode)
 		}
-		_, body := get(t, metrics+"/metrics")
-		if got := heartbeats(t, body); got != 1 {
+		if got := heartbeats(t, metrics+"/metrics"); got != 1 {
 			t.Fatalf("heartbeats on the metrics listener: %v, want 1", got)
 		}
 
